@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with python3 and pip: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+# One pip call installs all packages editable plus the dev tools; re-run only when a pyproject changes.
+$(STAMP): pyproject.toml packages/core/pyproject.toml packages/langgraph_adapter/pyproject.toml packages/openai_adapter/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet \
+		-e "packages/core[yaml]" -e packages/langgraph_adapter -e packages/openai_adapter --group dev
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m examples.support_desk.core_demo
+
+test: $(STAMP) lint typecheck
+	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.core
+
+clean:
+	rm -rf $(VENV) .headway .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""The Guard: built once from a Policy, hands out one Run per agent run, and owns the trace store.
+
+Thread-safe and async-safe (no method awaits; each takes a short lock). Ended runs are released at
+once; idle runs expire after `idle_timeout` and are restored from the trace store if they come back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ._policy import Policy
+from ._run import Run
+from ._store import MemoryStore, SQLiteStore, TraceStore
+
+DEFAULT_TRACES = ".headway/traces.db"
+
+
+def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore:
+    if store is None:
+        # HEADWAY_TRACES lets a deployment (or a test session) move the embedded store without code.
+        target = os.environ.get("HEADWAY_TRACES", DEFAULT_TRACES)
+        return MemoryStore() if target == ":memory:" else SQLiteStore(target)
+    if isinstance(store, str | os.PathLike):
+        return MemoryStore() if str(store) == ":memory:" else SQLiteStore(store)
+    return store
+
+
+class Guard:
+    """Verification for every run of one agent: `guard.start_run(run_id)` per run, `guard.close()` at exit.
+
+    `store`: a TraceStore, a SQLite path, ":memory:", or None for `.headway/traces.db` (or the
+    HEADWAY_TRACES environment variable).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        store: TraceStore | str | os.PathLike[str] | None = None,
+        idle_timeout: float = 3600.0,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise TypeError(f"Guard needs a Policy, got {type(policy).__name__}")
+        self.policy = policy
+        self.store = _open_store(store)
+        self.idle_timeout = idle_timeout
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self._last_sweep = time.monotonic()
+
+    def start_run(self, run_id: str | None = None, *, metadata: Mapping[str, Any] | None = None) -> Run:
+        """The Run for this id: the active one, one restored from the trace store, or a new one.
+
+        Restoring is what lets a LangGraph thread or an Agents SDK RunState resume in another process
+        with its trajectory intact. A run that already ended is not reopened: a new Run starts.
+        """
+        rid = str(run_id) if run_id else uuid.uuid4().hex
+        with self._lock:
+            self._sweep()
+            run = self._runs.get(rid)
+            if run is not None and not run.ended:
+                return run
+            events = self.store.events(rid) if run is None else []
+            if events and not any(e.type == "end" for e in events):
+                run = Run(self.policy, rid, self.store, metadata=metadata, record_start=False)
+                run._restore(events)
+            else:
+                run = Run(self.policy, rid, self.store, metadata=metadata)
+            self._runs[rid] = run
+            return run
+
+    def get_run(self, run_id: str) -> Run | None:
+        """The active run with this id, if any (no restore, no creation)."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            return None if run is None or run.ended else run
+
+    def end_run(self, run_id: str, final_answer: str | None = None) -> Any:
+        """End a run and release it; returns its final Decision (None if the run is unknown)."""
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+        return None if run is None else run.end(final_answer)
+
+    @property
+    def active_runs(self) -> int:
+        with self._lock:
+            self._sweep(force=True)
+            return len(self._runs)
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    def close(self) -> None:
+        """Flush and close the trace store. The Guard must not be used afterwards."""
+        self.store.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _sweep(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_sweep < min(60.0, self.idle_timeout / 10):
+            return
+        self._last_sweep = now
+        for rid in [rid for rid, r in self._runs.items() if r.ended or now - r.last_active > self.idle_timeout]:
+            del self._runs[rid]

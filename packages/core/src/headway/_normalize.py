@@ -1,0 +1,189 @@
+"""Value normalisation shared by grounding, matching and indexing.
+
+Two values are "the same" for headway when they normalise to the same key: numbers compare by value
+("$1,200.00" == 1200), strings by case-folded, whitespace-collapsed text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+# Bounds that keep one event's indexing cost flat however big or deep a payload is.
+MAX_LEAVES = 2_000
+MAX_DEPTH = 32
+MAX_TEXT_TOKENS = 400
+
+_NUMBER_RE = re.compile(r"^[-+]?[$€£]?\s*\d[\d,]*(?:\.\d+)?$|^[-+]?[$€£]?\s*\.\d+$")
+_NUMBER_IN_TEXT_RE = re.compile(r"(?<![\w.])[-+]?[$€£]?\d[\d,]*(?:\.\d+)?(?![\w])")
+_TOKEN_RE = re.compile(r"[\w@.+-]+")
+_WS_RE = re.compile(r"\s+")
+
+
+def number_key(x: float) -> str | None:
+    """Canonical text of a finite number: 40, 40.0 and 4e1 all give "40"."""
+    if not math.isfinite(x):
+        return None
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(x))
+
+
+def norm(value: Any) -> str | None:
+    """Normalisation key of a scalar, or None when the value cannot be compared (None, NaN, containers)."""
+    if isinstance(value, str):
+        s = _WS_RE.sub(" ", value.strip()).casefold()
+        if s and (s[0].isdigit() or s[0] in "-+$€£.") and _NUMBER_RE.match(s):
+            try:
+                return number_key(float(s.lstrip("+$€£ ").replace(",", "").replace("$", "").replace(" ", "")))
+            except ValueError:
+                return s
+        return s or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return number_key(value)
+    return None
+
+
+def is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def leaves(value: Any, limit: int = MAX_LEAVES) -> Iterator[tuple[str | None, Any]]:
+    """(key, scalar) pairs of a nested payload, depth-first, bounded in depth and count."""
+    stack: list[tuple[str | None, Any, int]] = [(None, value, 0)]
+    seen = 0
+    while stack and seen < limit:
+        key, v, depth = stack.pop()
+        if isinstance(v, Mapping):
+            if depth < MAX_DEPTH:
+                stack.extend((str(k), sub, depth + 1) for k, sub in reversed(list(v.items())[:limit]))
+        elif isinstance(v, list | tuple):
+            if depth < MAX_DEPTH:
+                stack.extend((key, sub, depth + 1) for sub in reversed(v[:limit]))
+        else:
+            seen += 1
+            yield key, v
+
+
+def dicts(value: Any, limit: int = MAX_LEAVES) -> Iterator[Mapping[str, Any]]:
+    """Every mapping inside a payload (the payload itself first), bounded like `leaves`."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while stack and seen < limit:
+        v, depth = stack.pop()
+        if isinstance(v, Mapping):
+            seen += 1
+            yield v
+            if depth < MAX_DEPTH:
+                stack.extend((sub, depth + 1) for sub in reversed(list(v.values())) if isinstance(sub, Mapping | list))
+        elif isinstance(v, list | tuple) and depth < MAX_DEPTH:
+            stack.extend((sub, depth + 1) for sub in reversed(v[:limit]) if isinstance(sub, Mapping | list))
+
+
+def text_keys(text: str) -> set[str]:
+    """Normalised tokens and numbers of free text: what a user or a plain-text tool output 'said'."""
+    out: set[str] = set()
+    for i, m in enumerate(_NUMBER_IN_TEXT_RE.finditer(text)):
+        if i >= MAX_TEXT_TOKENS:
+            break
+        k = norm(m.group())
+        if k:
+            out.add(k)
+    for i, m in enumerate(_TOKEN_RE.finditer(text)):
+        if i >= MAX_TEXT_TOKENS:
+            break
+        tok = m.group().strip(".").casefold()
+        if tok:
+            out.add(tok)
+            k = norm(tok)
+            if k:
+                out.add(k)
+    return out
+
+
+def mentions(text: str, value_key: str) -> bool:
+    """Whether normalised free text names a normalised value (word-bounded, so "A1" is not in "A10")."""
+    if not value_key:
+        return False
+    if value_key in text:
+        return re.search(r"(?<![\w])" + re.escape(value_key) + r"(?![\w])", text) is not None
+    return False
+
+
+def norm_text(text: str) -> str:
+    """Free text prepared for `mentions`: case-folded, numbers written canonically."""
+    folded = _WS_RE.sub(" ", text).casefold()
+    return _NUMBER_IN_TEXT_RE.sub(lambda m: norm(m.group()) or m.group(), folded)
+
+
+def parse_payload(value: Any) -> Any:
+    """A tool output as data: JSON text is parsed, models are dumped, anything else is kept or stringified."""
+    if isinstance(value, str):
+        s = value.lstrip()
+        if s[:1] in ("{", "["):
+            try:
+                return json.loads(value)
+            except (ValueError, RecursionError):
+                return value
+        return value
+    if value is None or isinstance(value, int | float | bool | Mapping | list | tuple):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:
+            return repr(value)
+    return repr(value)
+
+
+def canonical(value: Any) -> str:
+    """A stable text form of arguments, for "the same call" comparisons."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    except (ValueError, TypeError, RecursionError):
+        return repr(value)
+
+
+@lru_cache(maxsize=4096)
+def name_matches(pattern: str, name: str) -> bool:
+    """Tool-name matching: exact name or a shell-style glob ("get_*")."""
+    return pattern == name or fnmatchcase(name, pattern)
+
+
+def any_match(patterns: tuple[str, ...], name: str) -> bool:
+    return any(name_matches(p, name) for p in patterns)
+
+
+def as_patterns(tools: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    if tools is None:
+        return ()
+    if isinstance(tools, str):
+        return (tools,)
+    return tuple(tools)
+
+
+def is_id_key(key: str) -> bool:
+    """Fields that identify an entity: `id`, `*_id`, emails, numbers and codes."""
+    k = key.casefold()
+    return k == "id" or k.endswith(("_id", "id", "_number", "_no", "_code", "email", "_key"))
+
+
+def stems(arg: str) -> tuple[str, ...]:
+    """Output keys that may list candidates for an argument: order_id <- order_id, order_ids, order, orders."""
+    a = arg.casefold()
+    base = a
+    for suffix in ("_ids", "_id", "_name", "_number", "_code"):
+        if a.endswith(suffix):
+            base = a[: -len(suffix)]
+            break
+    return tuple(dict.fromkeys((a, a + "s", base, base + "s")))

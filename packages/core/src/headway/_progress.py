@@ -1,0 +1,192 @@
+"""Activity-without-progress detectors: identical repeats, short cycles, stalls and budgets.
+
+Each detector keeps O(1) state per run (counters, a six-call window, output hashes), so detection at
+step 10,000 costs what it costs at step 10. Responses are graduated: the first strike blocks with a
+message saying what the agent already knows; a persistent loop or stall stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._types import Finding
+
+if TYPE_CHECKING:
+    from ._policy import Policy
+    from ._view import RunView, ToolCall
+
+REPEAT = "repeats"
+CYCLE = "cycle"
+STALL = "stall"
+BUDGET = "budget"
+NOTHING_NEW = "no_new_information"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A run's progress measure: milestones reached out of declared, and steps since the last progress."""
+
+    reached: tuple[str, ...]
+    remaining: tuple[str, ...]
+    steps_since_progress: int
+
+    @property
+    def fraction(self) -> float:
+        total = len(self.reached) + len(self.remaining)
+        return 1.0 if total == 0 else len(self.reached) / total
+
+
+def _short(value: object, limit: int = 160) -> str:
+    s = repr(value)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+class Tracker:
+    """Per-run detector state. `check_call` only reads; `on_*` methods update (also when restoring)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.counts: dict[str, list[int]] = {}  # signature -> steps of calls that ran
+        self.window: deque[str] = deque(maxlen=6)
+        self.outputs: dict[str, tuple[int | None, int | None]] = {}  # signature -> (previous, last) hash
+        self.seen_outputs: set[int] = set()
+        self.since_progress = 0
+        self.loop_strikes = 0
+        self.stall_strikes = 0
+        self.started = time.monotonic()
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    def check_call(self, sig: str, call: ToolCall, view: RunView) -> list[Finding]:
+        out: list[Finding] = []
+        p = self.policy
+        prior = self.counts.get(sig, ())
+        if len(prior) >= p.max_repeats:
+            out.append(self._loop_finding(
+                REPEAT,
+                f"{call.tool} was already called with these arguments {len(prior)} times (steps "
+                f"{', '.join(map(str, prior[-5:]))}); {self._known(call, view)}",
+                steps=list(prior[-10:]),
+            ))
+        else:
+            period = self._cycle(sig)
+            if period:
+                names = [s.split("\x00", 1)[0] for s in list(self.window)[-period + 1 :]] + [call.tool]
+                out.append(self._loop_finding(
+                    CYCLE,
+                    f"the calls {' -> '.join(names)} repeat with nothing new learned (period {period}); "
+                    "use the results you already have or ask the user",
+                    period=period,
+                ))
+        limit = p.max_steps_without_progress
+        if limit is not None and self.since_progress + 1 > limit:
+            reached = ", ".join(view.milestones) or "none"
+            strikes = self.stall_strikes + 1
+            out.append(Finding(
+                STALL,
+                "stall",
+                "high" if strikes >= 2 else "medium",
+                f"{self.since_progress + 1} tool calls without progress (milestones reached: {reached}); "
+                "step back: use what you know, change approach, or ask the user",
+                {"steps_since_progress": self.since_progress + 1, "strike": strikes},
+                "stop" if strikes >= 2 else "block",
+            ))
+        out.extend(self.check_budgets(view, extra_calls=1))
+        return out
+
+    def check_budgets(self, view: RunView, *, extra_calls: int = 0, extra_steps: int = 1) -> list[Finding]:
+        b = self.policy.budgets
+        over: list[str] = []
+        if b.steps is not None and view.steps + extra_steps > b.steps:
+            over.append(f"steps {view.steps + extra_steps} > {b.steps}")
+        if b.tool_calls is not None and view.tool_calls + extra_calls > b.tool_calls:
+            over.append(f"tool calls {view.tool_calls + extra_calls} > {b.tool_calls}")
+        if b.tokens is not None and view.tokens > b.tokens:
+            over.append(f"tokens {view.tokens} > {b.tokens}")
+        if b.seconds is not None and time.monotonic() - self.started > b.seconds:
+            over.append(f"wall time {time.monotonic() - self.started:.1f}s > {b.seconds:g}s")
+        if not over:
+            return []
+        return [Finding(BUDGET, "budget", "high", "budget exhausted: " + "; ".join(over), {"over": over}, "stop")]
+
+    def nothing_new(self, sig: str, output_hash: int) -> Finding | None:
+        prev = self.outputs.get(sig)
+        if prev is None or prev[1] != output_hash:
+            return None
+        return Finding(NOTHING_NEW, "loop", "note", "the call returned exactly what the same call returned before")
+
+    def progress(self, view: RunView) -> Progress:
+        names = [m.name for m in self.policy.milestones]
+        reached = tuple(view.milestones)
+        return Progress(reached, tuple(n for n in names if n not in reached), self.since_progress)
+
+    def _loop_finding(self, check: str, message: str, **evidence: object) -> Finding:
+        strikes = self.loop_strikes + 1
+        stop = strikes >= self.policy.loop_stop_after
+        evidence["strike"] = strikes
+        return Finding(check, "loop", "high" if stop else "medium", message, evidence, "stop" if stop else "block")
+
+    def _cycle(self, sig: str) -> int:
+        w = [*self.window, sig]
+        for period in (2, 3):
+            if len(w) < 2 * period:
+                continue
+            head, tail = w[-2 * period : -period], w[-period:]
+            if head != tail or len(set(tail)) < 2:
+                continue
+            # A cycle whose calls keep returning new results (polling a changing status) is not a loop.
+            if all(self._unchanged(s) for s in set(tail)):
+                return period
+        return 0
+
+    def _unchanged(self, sig: str) -> bool:
+        prev = self.outputs.get(sig)
+        return prev is None or prev[0] is None or prev[0] == prev[1]
+
+    @staticmethod
+    def _known(call: ToolCall, view: RunView) -> str:
+        last = None
+        for c in reversed(view.calls(call.tool)):
+            if c.done:
+                last = c
+                break
+        if last is None:
+            return "its result is still pending; wait for it instead of calling again"
+        if last.error is not None:
+            return f"it failed with {_short(last.error)}; calling again will not help, ask the user or stop"
+        return f"you already know the result: {_short(last.output)}"
+
+    # ---- updating --------------------------------------------------------------------------------
+
+    def on_attempt(self, sig: str, findings: tuple[Finding, ...]) -> None:
+        self.window.append(sig)
+        self.since_progress += 1
+        if any(f.check in (REPEAT, CYCLE) for f in findings):
+            self.loop_strikes += 1
+        if any(f.check == STALL for f in findings):
+            self.stall_strikes += 1
+            # After the warning the agent gets half a window more before the run is stopped.
+            limit = self.policy.max_steps_without_progress or 0
+            self.since_progress = max(0, limit - max(1, limit // 2))
+
+    def on_ran(self, sig: str, step: int) -> None:
+        steps = self.counts.get(sig)
+        if steps is None:
+            self.counts[sig] = [step]
+        else:
+            steps.append(step)
+            keep = max(16, self.policy.max_repeats + 1)
+            if len(steps) > keep:
+                del steps[:-keep]  # only "at least max_repeats" matters; memory stays flat
+
+    def on_result(self, sig: str, output_hash: int, new_milestone: bool) -> None:
+        prev = self.outputs.get(sig)
+        self.outputs[sig] = (None if prev is None else prev[1], output_hash)
+        new_info = output_hash not in self.seen_outputs
+        self.seen_outputs.add(output_hash)
+        # With milestones declared only milestones are progress; otherwise any new information is.
+        if new_milestone or (new_info and not self.policy.milestones):
+            self.since_progress = 0

@@ -1,0 +1,642 @@
+"""One agent run: records its events, runs checks and detectors, and returns a Decision per step.
+
+Every public method takes the run's lock (tool calls arrive from worker threads) and never raises into
+the agent for bad input: malformed arguments or unknown ids become findings and decisions. Each event
+is applied to the run's state by one `_apply_*` method, used both live and when a run is restored from
+the trace store, so a restored run is the run that was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import checks as _checks
+from ._claims import claimed
+from ._errors import HeadwayError
+from ._normalize import any_match, as_patterns, canonical, leaves, name_matches, parse_payload
+from ._policy import RISK_WEIGHT, _Resolved
+from ._progress import Progress, Tracker
+from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding
+from ._view import RunView, ToolCall
+
+if TYPE_CHECKING:
+    from ._policy import Check, Policy
+    from ._store import TraceStore
+
+HumanAction = Literal["approve", "reject", "edit", "answer"]
+HUMAN_ACTIONS: tuple[HumanAction, ...] = ("approve", "reject", "edit", "answer")
+CONFLICT = "consistent_with_observations"
+TAINT = "taint"
+_AUTO_UNAMBIGUOUS = _checks.unambiguous()
+_MAX_TEXT = 100_000
+
+
+def _text(value: Any) -> str:
+    s = value if isinstance(value, str) else ("" if value is None else str(value))
+    return s if len(s) <= _MAX_TEXT else s[:_MAX_TEXT]
+
+
+def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
+    """Arguments as a dict with string keys; anything else becomes an `invalid_args` finding."""
+    if raw is None:
+        return {}, []
+    if isinstance(raw, Mapping):
+        return ({k if isinstance(k, str) else str(k): v for k, v in raw.items()}, [])
+    if isinstance(raw, str | bytes):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if not text.strip():
+            return {}, []
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            return {}, [Finding("arguments", "invalid_args", "high", f"arguments are not valid JSON ({e})")]
+        if isinstance(parsed, dict):
+            return _coerce_args(parsed)
+        return {}, [Finding("arguments", "invalid_args", "high", f"arguments must be a JSON object, got {type(parsed).__name__}")]
+    dump = getattr(raw, "model_dump", None)
+    if callable(dump):
+        try:
+            return _coerce_args(dump(mode="json"))
+        except Exception as e:
+            return {}, [Finding("arguments", "invalid_args", "high", f"arguments could not be read ({e!r})")]
+    return {}, [Finding("arguments", "invalid_args", "high", f"arguments must be an object, got {type(raw).__name__}")]
+
+
+def _output_hash(output: Any) -> int:
+    return hash(output) if isinstance(output, str) else hash(canonical(output))
+
+
+def _dedupe(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.check, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return tuple(out)
+
+
+class Run:
+    """The verification state of one agent run. Get one from `Guard.start_run`; runs share nothing."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        run_id: str,
+        store: TraceStore,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        record_start: bool = True,
+    ) -> None:
+        self.run_id = run_id
+        self.policy = policy
+        self.metadata = dict(metadata or {})
+        self.view = RunView(run_id, policy.now)
+        self.ended = False
+        self.final: Decision | None = None
+        self.last_active = time.monotonic()
+        self._store = store
+        self._tracker = Tracker(policy)
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._sigs: dict[str, str] = {}
+        self._decided: dict[str, Decision] = {}
+        self._results: dict[str, Decision] = {}
+        self._user_pattern = (
+            re.compile(policy.identity.pattern, re.IGNORECASE)
+            if policy.identity is not None and policy.identity.pattern
+            else None
+        )
+        if record_start:
+            self._record("start", {"policy": policy.describe(), "metadata": self.metadata}, durable=False)
+
+    # ---- events -------------------------------------------------------------------------------------
+
+    def user(self, text: str) -> None:
+        """A user message: the source of grounding, confirmations and clarification answers."""
+        with self._lock:
+            self._touch()
+            text = _text(text)
+            seq = self._record("user", {"text": text}, durable=False)
+            self._apply_user(seq, text)
+
+    def model(
+        self, text: str | None = "", tool_calls: Sequence[Mapping[str, Any]] | None = None, *, tokens: int | None = None
+    ) -> Decision:
+        """A model turn: its text (proposals the user may confirm) and the tool calls it proposes."""
+        with self._lock:
+            self._touch()
+            text = _text(text)
+            proposed = [dict(tc) if isinstance(tc, Mapping) else {"raw": repr(tc)} for tc in (tool_calls or ())]
+            n = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0 else 0
+            seq = self._next_seq()
+            self._apply_model(seq, text, n)
+            findings = self._tracker.check_budgets(self.view, extra_steps=0)
+            decision = self._gate(findings, "read", tool=None, call_id=None) if findings else Decision.allow()
+            self._write(
+                seq,
+                "model",
+                {"text": text, "tool_calls": proposed, "tokens": n, "decision": decision.to_dict()},
+                durable=decision.action != "allow",
+            )
+            return decision
+
+    def tool_call(self, tool: str, args: Any = None, call_id: str | None = None) -> Decision:
+        """Decide whether a proposed tool call may run. Re-delivering a decided call returns its decision."""
+        with self._lock:
+            self._touch()
+            if self.ended:
+                return Decision.stop("the run has ended", tool=str(tool), call_id=call_id)
+            tool = str(tool) if tool else "<unnamed>"
+            parsed, problems = _coerce_args(args)
+            cid = str(call_id) if call_id is not None and str(call_id) else None
+            if cid is not None:
+                prior = self.view.call(cid)
+                if prior is not None and prior.tool == tool and prior.args == parsed and cid in self._decided:
+                    return self._decided[cid]
+            resolved = self.policy.resolve(tool)
+            seq = self._next_seq()
+            call = ToolCall(tool, parsed, cid or f"call-{seq}", seq, raw_args=None if isinstance(args, Mapping) else args)
+            sig = tool + "\x00" + canonical(parsed)
+            try:
+                findings = [*problems, *self._before(call, resolved, sig)]
+                decision = self._gate(findings, resolved, tool=tool, call_id=call.call_id, call=call)
+            except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
+                decision = self._internal_error(resolved, call, e)
+            self._apply_call(call, sig, decision, resolved)
+            data: dict[str, Any] = {"call_id": call.call_id, "tool": tool, "args": parsed, "decision": decision.to_dict()}
+            if call.raw_args is not None:
+                data["raw_args"] = call.raw_args if isinstance(call.raw_args, str) else repr(call.raw_args)
+            self._write(seq, "tool_call", data, durable=resolved.risk != "read" or decision.action not in ("allow", "block"))
+            return decision
+
+    def tool_result(
+        self, call_id: str | None, output: Any = None, *, error: Any = None, tool: str | None = None
+    ) -> Decision:
+        """A tool's result: after-checks run; the Decision says whether the result can be trusted.
+
+        `block` means the result looks wrong and the model must be told (see `Decision.for_model`);
+        `escalate` means a write already ran and its result needs a person.
+        """
+        with self._lock:
+            self._touch()
+            cid = None if call_id is None else str(call_id)
+            call = self.view.call(cid) if cid is not None else None
+            notes: list[Finding] = []
+            if call is not None and call.done and cid in self._results:
+                return self._results[cid]
+            seq = self._next_seq()
+            if call is None:
+                notes.append(Finding("call_id", "silent_tool_error", "note", f"result for unknown call id {cid!r}"))
+                call = ToolCall(str(tool or "<unknown>"), {}, cid or f"call-{seq}", seq)
+                self._apply_call(call, call.tool + "\x00{}", Decision.allow(), self.policy.resolve(call.tool), count=False)
+            elif not call.ran:
+                notes.append(
+                    Finding("call_id", "silent_tool_error", "note", f"result for a call headway decided {call.action!r}")
+                )
+            resolved = self.policy.resolve(call.tool)
+            parsed = parse_payload(output)
+            err = None if error is None else _text(error if isinstance(error, str) else repr(error))[:4000]
+            try:
+                call.output, call.error, call.done = parsed, err, True
+                after = [*notes, *self._after(call, resolved)]
+                sig = self._sigs.get(call.call_id, call.tool)
+                nothing_new = self._tracker.nothing_new(sig, _output_hash(parsed)) if err is None else None
+                if nothing_new is not None:
+                    after.append(nothing_new)
+                conflicts, milestones = self._apply_result(call, parsed, err, tuple(after))
+                findings = after + conflicts
+                decision = self._gate(findings, resolved, tool=call.tool, call_id=call.call_id, after=True)
+            except Exception as e:
+                decision = self._internal_error(resolved, call, e)
+                milestones = []
+            self._finish_result(call, decision)
+            self._results[call.call_id] = decision
+            data = {
+                "call_id": call.call_id,
+                "tool": call.tool,
+                "output": parsed,
+                "error": err,
+                "milestones": milestones,
+                "decision": decision.to_dict(),
+            }
+            self._write(seq, "tool_result", data, durable=decision.action != "allow")
+            return decision
+
+    def resolve(
+        self,
+        call_id: str,
+        action: HumanAction,
+        *,
+        by: str,
+        message: str | None = None,
+        args: Mapping[str, Any] | None = None,
+        text: str | None = None,
+    ) -> Decision:
+        """Apply a person's decision on an escalated or clarifying call and return the new Decision.
+
+        approve (the call may run), reject (blocked; `message` goes to the model), edit (new `args`,
+        checked by the policy again; the edit itself counts as approval), answer (`text` is the user's
+        answer to a clarifying question; the call is decided again with it). Raises HeadwayError when
+        the call is unknown or is not waiting for a person: that is a caller's error, not the agent's.
+        """
+        with self._lock:
+            self._touch()
+            call = self.view.call(call_id)
+            if call is None:
+                raise HeadwayError(f"run {self.run_id!r} has no call {call_id!r}")
+            if call.action not in ("escalate", "clarify"):
+                raise HeadwayError(f"call {call_id!r} is not waiting for a person (its decision was {call.action!r})")
+            if action not in HUMAN_ACTIONS:
+                raise HeadwayError(f"action must be one of {HUMAN_ACTIONS}, got {action!r}")
+            if not by or not str(by).strip():
+                raise HeadwayError("`by` must name who decided")
+            resolved = self.policy.resolve(call.tool)
+            seq = self._next_seq()
+            if action == "approve":
+                decision = Decision.allow(f"approved by {by}", call.findings, tool=call.tool, call_id=call_id)
+            elif action == "reject":
+                reason = message or f"rejected by {by}"
+                decision = Decision.block(reason, call.findings, tool=call.tool, call_id=call_id)
+            elif action == "edit":
+                if args is None:
+                    raise HeadwayError("an edit needs the new `args`")
+                new_args, problems = _coerce_args(args)
+                probe = ToolCall(call.tool, new_args, call_id, call.step)
+                sig = call.tool + "\x00" + canonical(new_args)
+                findings = [*problems, *self._before(probe, resolved, sig, repeat_of=call)]
+                decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=probe, approved=True)
+            else:
+                if not text:
+                    raise HeadwayError("an answer needs the user's `text`")
+                self._apply_user(seq, _text(text))
+                sig = self._sigs.get(call_id, call.tool)
+                findings = self._before(call, resolved, sig, repeat_of=call)
+                decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=call)
+            data: dict[str, Any] = {"call_id": call_id, "action": action, "by": str(by), "decision": decision.to_dict()}
+            if message is not None:
+                data["message"] = _text(message)
+            if action == "edit":
+                data["args"] = new_args
+            if action == "answer":
+                data["text"] = _text(text)
+            self._apply_human(call, action, decision, new_args if action == "edit" else None, resolved)
+            self._write(seq, "human", data, durable=True)
+            return decision
+
+    def end(self, final_answer: str | None = None) -> Decision:
+        """The run's end: claims in the answer must be backed by results; required milestones reached."""
+        with self._lock:
+            self._touch()
+            if self.ended and self.final is not None:
+                return self.final
+            answer = _text(final_answer)
+            findings: list[Finding] = []
+            try:
+                findings = self._end_findings(answer)
+                decision = self._gate(findings, "write", tool=None, call_id=None) if findings else Decision.allow()
+            except Exception as e:
+                decision = Decision.allow(findings=(Finding("end", "unsupported_claim", "note", f"end checks crashed: {e!r}"),))
+            self.final = decision
+            self.ended = True
+            self._record("end", {"final_answer": answer, "decision": decision.to_dict()}, durable=True)
+            return decision
+
+    # ---- reading --------------------------------------------------------------------------------------
+
+    @property
+    def progress(self) -> Progress:
+        """Milestones reached and remaining, and tool calls since the last progress."""
+        return self._tracker.progress(self.view)
+
+    @property
+    def pending(self) -> list[ToolCall]:
+        """Calls waiting for a person (escalated or clarifying)."""
+        return [c for c in self.view.calls(include_blocked=True) if c.action in ("escalate", "clarify")]
+
+    def decision(self, call_id: str) -> Decision | None:
+        """The latest decision on a call (its result's decision once it has one)."""
+        return self._results.get(call_id) or self._decided.get(call_id)
+
+    # ---- deciding -------------------------------------------------------------------------------------
+
+    def _safe(self, check: Check, call: ToolCall, resolved: _Resolved) -> list[Finding]:
+        try:
+            return _checks.evaluate(check, call, self.view)
+        except Exception as e:
+            name = getattr(check, "name", repr(check))
+            kind = getattr(check, "kind", "policy_violation")
+            if resolved.risk == "read":
+                return [Finding(name, kind, "note", f"check {name} crashed ({type(e).__name__}: {e}); failing open on a read tool")]
+            return [
+                Finding(
+                    name,
+                    kind,
+                    "high",
+                    f"check {name} crashed ({type(e).__name__}: {e}); failing closed on a {resolved.risk} tool",
+                    {"exception": repr(e)[:500]},
+                    "escalate",
+                )
+            ]
+
+    def _before(self, call: ToolCall, resolved: _Resolved, sig: str, repeat_of: ToolCall | None = None) -> list[Finding]:
+        findings: list[Finding] = []
+        for check in resolved.before:
+            findings.extend(self._safe(check, call, resolved))
+        if resolved.risk != "read":
+            if self.policy.detect_ambiguity:
+                findings.extend(self._safe(_AUTO_UNAMBIGUOUS, call, resolved))
+            findings.extend(self._taint(call))
+        if repeat_of is None:
+            findings.extend(self._tracker.check_call(sig, call, self.view))
+        return findings
+
+    def _after(self, call: ToolCall, resolved: _Resolved) -> list[Finding]:
+        findings: list[Finding] = []
+        for check in resolved.after:
+            findings.extend(self._safe(check, call, resolved))
+        return findings
+
+    def _taint(self, call: ToolCall) -> list[Finding]:
+        out = []
+        for name, value in call.args.items():
+            for _, leaf in leaves(value, limit=200):
+                steps = self.view.only_flagged(leaf)
+                if steps:
+                    out.append(
+                        Finding(
+                            TAINT,
+                            "ignored_tool_error",
+                            "high",
+                            f"{name}={leaf!r} comes only from results that were flagged as wrong (steps "
+                            f"{', '.join(map(str, steps))}); a person should check before {call.tool} runs",
+                            {"arg": name, "steps": steps},
+                            "escalate",
+                        )
+                    )
+                    break
+        return out
+
+    def _gate(
+        self,
+        findings: Sequence[Finding],
+        resolved: _Resolved | Literal["read", "write", "irreversible"],
+        *,
+        tool: str | None,
+        call_id: str | None,
+        call: ToolCall | None = None,
+        after: bool = False,
+        approved: bool = False,
+    ) -> Decision:
+        """The autonomy gate: findings x tool risk -> one decision, by the policy's thresholds."""
+        risk = resolved if isinstance(resolved, str) else resolved.risk
+        fs = _dedupe(findings)
+        active = [f for f in fs if f.severity != "note"]
+        score = max((SEVERITY_WEIGHT[f.severity] for f in active), default=0.0) * RISK_WEIGHT[risk]
+        th = self.policy.thresholds
+        action: Action = "allow"
+        deciding: list[Finding] = []
+        if active:
+            # The most severe findings choose the remedy (a missing lookup blocks even when an argument
+            # is also ungrounded: the lookup may ground it); a decision a check demanded always counts.
+            top = max(SEVERITY_WEIGHT[f.severity] for f in active)
+            explicit = [(f.decision, f) for f in active if f.decision is not None]
+            remedies = [(self.policy.action_for(f.kind), f) for f in active if f.decision is None and SEVERITY_WEIGHT[f.severity] == top]
+            pool: list[tuple[Action, Finding]] = [*explicit, *remedies] if score >= th.tolerate else explicit  # type: ignore[list-item]
+            if pool:
+                action = max((a for a, _ in pool), key=ACTION_RANK.__getitem__)
+                deciding = [f for a, f in pool if a == action]
+            if action in ("allow", "block", "clarify") and score >= th.escalate:
+                action = "escalate"
+                deciding = [f for f in active if SEVERITY_WEIGHT[f.severity] * RISK_WEIGHT[risk] >= th.escalate]
+        if after and risk != "read" and action in ("block", "clarify"):
+            # The side effect already happened: the model cannot undo it by retrying; a person must look.
+            action = "escalate"
+        if action == "allow" and call is not None and not approved and not isinstance(resolved, str):
+            why = self._approval(call, resolved)
+            if why is not None:
+                return Decision("escalate", why[0], (*fs, *why[1]), score, tool, call_id)
+        if action == "allow":
+            return Decision("allow", "tolerated: " + "; ".join(f.message for f in active) if active else "", fs, score, tool, call_id)
+        reason = "; ".join(f.message for f in [*deciding, *(f for f in active if f not in deciding)])
+        question = None
+        if action == "clarify":
+            question = next((str(f.evidence["question"]) for f in deciding if "question" in f.evidence), reason)
+        return Decision(action, reason, fs, score, tool, call_id, question)
+
+    def _approval(self, call: ToolCall, resolved: _Resolved) -> tuple[str, tuple[Finding, ...]] | None:
+        for cond in resolved.approve_when:
+            try:
+                if cond(call):
+                    return f"{call.tool} needs a person's approval under this policy", ()
+            except Exception as e:
+                note = Finding("approve_when", "policy_violation", "note", f"approval condition crashed ({e!r}); asking a person")
+                return f"{call.tool}: the approval condition could not be evaluated", (note,)
+        return None
+
+    def _internal_error(self, resolved: _Resolved, call: ToolCall, e: BaseException) -> Decision:
+        msg = f"headway could not evaluate {call.tool} ({type(e).__name__}: {e})"
+        if resolved.risk == "read":
+            return Decision.allow(msg, (Finding("headway", "policy_violation", "note", msg),), tool=call.tool, call_id=call.call_id)
+        finding = Finding("headway", "policy_violation", "high", msg + "; failing closed", {}, "escalate")
+        return Decision.escalate(msg + "; failing closed", (finding,), tool=call.tool, call_id=call.call_id)
+
+    def _end_findings(self, answer: str) -> list[Finding]:
+        findings: list[Finding] = []
+        names = [t.name for t in self.policy.tools if not any(ch in t.name for ch in "*?[")]
+        names.extend(c.tool for c in self.view.calls())
+        candidates = []
+        for name in dict.fromkeys(names):
+            r = self.policy.resolve(name)
+            if r.risk != "read":
+                candidates.append((name, r.claims))
+        for tool, sentence in claimed(answer, candidates) if answer else []:
+            calls = self.view.calls(tool)
+            if any(c.succeeded for c in calls):
+                continue
+            if calls and calls[-1].failed:
+                c = calls[-1]
+                findings.append(Finding(
+                    "claims", "ignored_tool_error", "high",
+                    f"the answer says {sentence!r} but {tool} failed at step {c.step} ({c.error or 'flagged result'})",
+                    {"tool": tool, "sentence": sentence, "steps": [c.step]},
+                ))
+            else:
+                findings.append(Finding(
+                    "claims", "unsupported_claim", "high",
+                    f"the answer says {sentence!r} but no successful {tool} call backs it",
+                    {"tool": tool, "sentence": sentence},
+                ))
+        missing = [m for m in self.policy.required_milestones if m not in self.view.milestones]
+        if missing:
+            findings.append(Finding(
+                "milestones", "abandoned", "medium",
+                f"the run ended before reaching {', '.join(missing)}", {"missing": missing},
+            ))
+        return findings
+
+    # ---- applying (live and restore) ------------------------------------------------------------------
+
+    def _apply_user(self, seq: int, text: str) -> None:
+        self.view._add_user(seq, text)
+        if self._user_pattern is not None and self.view.identity is None:
+            m = self._user_pattern.search(text)
+            if m:
+                self.view.identity = m.group(1) if m.groups() else m.group(0)
+
+    def _apply_model(self, seq: int, text: str, tokens: int) -> None:
+        self.view._add_agent(seq, text)
+        self.view.steps += 1
+        self.view.tokens += tokens
+
+    def _apply_call(self, call: ToolCall, sig: str, decision: Decision, resolved: _Resolved, *, count: bool = True) -> None:
+        call.action = decision.action
+        call.findings = decision.findings
+        self.view._add_call(call)
+        self._sigs[call.call_id] = sig
+        self._decided[call.call_id] = decision
+        if count:
+            self.view.steps += 1
+            self.view.tool_calls += 1
+            self._tracker.on_attempt(sig, decision.findings)
+        if decision.action == "allow":
+            self.view._mark_ran(call, write=resolved.risk != "read")
+            if count:
+                self._tracker.on_ran(sig, call.step)
+
+    def _apply_result(self, call: ToolCall, output: Any, error: str | None, after: tuple[Finding, ...],
+                      milestones: Sequence[str] | None = None) -> tuple[list[Finding], list[str]]:
+        """Index a result; returns findings for conflicts it revealed, and the milestones it reached."""
+        call.output, call.error, call.done = output, error, True
+        call.flagged = any(f.kind == "silent_tool_error" and f.severity != "note" and f.check != CONFLICT for f in after)
+        resolved = self.policy.resolve(call.tool)
+        found = self.view._add_result(call, read=resolved.risk == "read")
+        conflicts = [
+            Finding(
+                CONFLICT, "silent_tool_error", "medium",
+                f"{call.tool} says {c.field}={c.after!r} for {c.entity[0]}={c.entity[1]!r}, but step {c.steps[0]} "
+                f"said {c.before!r} and nothing changed it since",
+                {"entity": list(c.entity), "field": c.field, "steps": list(c.steps)},
+            )
+            for c in found
+        ]
+        if conflicts:
+            call.flagged = True
+        ident = self.policy.identity
+        if ident is not None and ident.tool is not None and call.succeeded and any_match(as_patterns(ident.tool), call.tool):
+            out = call.output
+            value = out.get(ident.field) if isinstance(out, Mapping) else out if isinstance(out, str | int) else None
+            if value is not None:
+                self.view.identity = str(value)
+        if milestones is None:
+            milestones = self._reach_milestones(call)
+        for m in milestones:
+            if m not in self.view.milestones:
+                self.view.milestones.append(m)
+        if error is None:
+            self._tracker.on_result(self._sigs.get(call.call_id, call.tool), _output_hash(output), bool(milestones))
+        return conflicts, list(milestones)
+
+    def _reach_milestones(self, call: ToolCall) -> list[str]:
+        new: list[str] = []
+        for m in self.policy.milestones:
+            if m.name in self.view.milestones:
+                continue
+            hit = False
+            if m.after is not None and call.succeeded:
+                pats = (m.after,) if isinstance(m.after, str) else tuple(m.after)
+                hit = any(name_matches(p, call.tool) for p in pats)
+            if not hit and m.when is not None:
+                try:
+                    hit = bool(m.when(self.view))
+                except Exception:
+                    hit = False  # a broken predicate never marks progress
+            if hit:
+                new.append(m.name)
+        return new
+
+    def _finish_result(self, call: ToolCall, decision: Decision) -> None:
+        call.findings = (*call.findings, *decision.findings)
+        if any(f.kind == "silent_tool_error" and f.severity != "note" for f in decision.findings):
+            call.flagged = True
+
+    def _apply_human(
+        self, call: ToolCall, action: HumanAction, decision: Decision, new_args: dict[str, Any] | None, resolved: _Resolved
+    ) -> None:
+        if new_args is not None:
+            call.args = new_args
+            self._sigs[call.call_id] = call.tool + "\x00" + canonical(new_args)
+        call.action = decision.action
+        call.findings = decision.findings
+        self._decided[call.call_id] = decision
+        if decision.action == "allow":
+            self.view._mark_ran(call, write=resolved.risk != "read")
+            self._tracker.on_ran(self._sigs[call.call_id], call.step)
+
+    # ---- restoring ----------------------------------------------------------------------------------
+
+    def _restore(self, events: Iterable[Event]) -> None:
+        """Rebuild state from recorded events (decisions as recorded, checks not re-run)."""
+        for ev in events:
+            d = ev.data
+            self._seq = max(self._seq, ev.seq)
+            if ev.type == "start":
+                self.metadata = dict(d.get("metadata") or {})
+            elif ev.type == "user":
+                self._apply_user(ev.seq, str(d.get("text", "")))
+            elif ev.type == "model":
+                self._apply_model(ev.seq, str(d.get("text", "")), int(d.get("tokens") or 0))
+            elif ev.type == "tool_call":
+                dec = Decision.from_dict(d["decision"])
+                args = d.get("args") or {}
+                call = ToolCall(str(d["tool"]), dict(args), str(d["call_id"]), ev.seq)
+                self._apply_call(call, call.tool + "\x00" + canonical(call.args), dec, self.policy.resolve(call.tool))
+            elif ev.type == "tool_result":
+                dec = Decision.from_dict(d["decision"])
+                cid = str(d["call_id"])
+                call = self.view.call(cid)
+                if call is None:
+                    call = ToolCall(str(d.get("tool") or "<unknown>"), {}, cid, ev.seq)
+                    self._apply_call(call, call.tool + "\x00{}", Decision.allow(), self.policy.resolve(call.tool), count=False)
+                after = tuple(f for f in dec.findings if f.check != CONFLICT)
+                self._apply_result(call, d.get("output"), d.get("error"), after, d.get("milestones") or [])
+                self._finish_result(call, dec)
+                self._results[cid] = dec
+            elif ev.type == "human":
+                cid = str(d["call_id"])
+                call = self.view.call(cid)
+                if call is None:
+                    continue
+                dec = Decision.from_dict(d["decision"])
+                if d.get("action") == "answer" and d.get("text"):
+                    self._apply_user(ev.seq, str(d["text"]))
+                self._apply_human(call, d["action"], dec, d.get("args"), self.policy.resolve(call.tool))
+            elif ev.type == "end":
+                self.ended = True
+                self.final = Decision.from_dict(d["decision"])
+
+    # ---- recording ----------------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _record(self, type_: EventType, data: dict[str, Any], *, durable: bool) -> int:
+        seq = self._next_seq()
+        self._write(seq, type_, data, durable=durable)
+        return seq
+
+    def _write(self, seq: int, type_: EventType, data: dict[str, Any], *, durable: bool) -> None:
+        self._store.append(Event(self.run_id, seq, time.time(), type_, data), durable=durable)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id!r} steps={self.view.steps} ended={self.ended}>"

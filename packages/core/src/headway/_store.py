@@ -1,0 +1,774 @@
+"""Where runs are recorded: the `TraceStore` protocol and its in-memory and SQLite implementations.
+
+Appends serialise at once and never fail on odd data; SQLite batches read events and commits durable ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self, cast, runtime_checkable
+
+from headway._types import Event, EventType
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MemoryStore",
+    "RunInfo",
+    "SQLiteStore",
+    "TraceFormatError",
+    "TraceStore",
+    "decode_data",
+    "encode_data",
+]
+
+_log = logging.getLogger("headway.traces")
+
+# Bump when the tables change and add a step to `_migrate`; files carry it in `PRAGMA user_version`.
+SCHEMA_VERSION = 1
+MAX_DEPTH = 100
+DEFAULT_MAX_FIELD_CHARS = 1_000_000
+_PAGE = 500
+
+# run_id, seq, ts, type, data as JSON text: what a row of the events table holds.
+_Row = tuple[str, int, float, str, str]
+
+
+class TraceFormatError(ValueError):
+    """A trace file or database that headway cannot read: malformed line, foreign schema, newer version."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Summary of one recorded run: when it started and ended, how many events, the last event's time.
+
+    `started` is the `start` event's timestamp (the first recorded event's if there was none); `ended` is
+    the `end` event's, or None while the run is open or was abandoned.
+    """
+
+    run_id: str
+    started: float
+    ended: float | None
+    n_events: int
+    last_ts: float
+
+
+@runtime_checkable
+class TraceStore(Protocol):
+    """Where a Run records its events. Implementations are thread-safe."""
+
+    def append(self, event: Event, *, durable: bool = False) -> None:
+        """Record `event`. With `durable=True` it and everything buffered before it are committed on return."""
+        ...
+
+    def flush(self) -> None:
+        """Commit everything buffered."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources; calling it again does nothing."""
+        ...
+
+    def events(self, run_id: str) -> list[Event]:
+        """All events of one run, in `seq` order (buffered ones included)."""
+        ...
+
+    def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
+        """Stream events of the given runs (all runs by default), ordered by run_id then seq."""
+        ...
+
+    def runs(self) -> list[RunInfo]:
+        """One summary per recorded run, oldest first."""
+        ...
+
+
+# --- serialisation -----------------------------------------------------------------------------------
+
+
+def _default(o: Any) -> Any:
+    """Shallow JSON stand-in for a value json cannot encode; the encoder recurses into what it returns."""
+    if isinstance(o, Mapping):
+        return dict(o)
+    if isinstance(o, Set):
+        items = list(o)
+        try:
+            # Sets have no order; sorting keeps the same set serialising to the same text.
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(o, bytes | bytearray | memoryview):
+        return bytes(o).decode("utf-8", "backslashreplace")
+    if isinstance(o, datetime.date | datetime.time | datetime.timedelta):
+        return str(o) if isinstance(o, datetime.timedelta) else o.isoformat()
+    if isinstance(o, enum.Enum):
+        return o.value
+    if isinstance(o, Decimal | uuid.UUID | PurePath):
+        return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return {f.name: getattr(o, f.name, None) for f in dataclasses.fields(o)}
+    if callable(getattr(type(o), "model_dump", None)):  # pydantic v2 models, without importing pydantic
+        return o.model_dump(mode="json")
+    if isinstance(o, Sequence) and not isinstance(o, str):
+        return list(o)
+    return _repr(o)
+
+
+def _repr(o: object) -> str:
+    try:
+        return repr(o)
+    except Exception:
+        return f"<unrepresentable {type(o).__qualname__}>"
+
+
+_fast_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default).encode
+
+
+def encode_data(data: object, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> str:
+    """Serialise event data to compact JSON text; never raises, whatever `data` holds.
+
+    Plain JSON goes straight through the C encoder. Only when that fails (NaN, cycles, odd keys, deep
+    nesting) or the text is longer than `max_field_chars` do we walk the structure in Python.
+    """
+    try:
+        text = _fast_encode(data)
+    except Exception:
+        return _slow_encode(data, max_field_chars)
+    if len(text) > max_field_chars:
+        return _slow_encode(data, max_field_chars)
+    return text
+
+
+def decode_data(text: str) -> Any:
+    return json.loads(text)
+
+
+def _slow_encode(data: object, limit: int) -> str:
+    try:
+        return _fast_encode(_sanitise(data, limit, 0, set()))
+    except Exception as exc:
+        # Only a container mutated by another thread while we walk it gets here; keep a trace of it.
+        return _fast_encode({"<unserialisable>": _clip(_repr(data), limit), "error": _repr(exc)})
+
+
+def _clip(s: str, limit: int) -> str:
+    if len(s) <= limit:
+        return s
+    return f"{s[:limit]}…[truncated {len(s) - limit} chars]"
+
+
+def _float(x: float) -> float | str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return float(x)
+
+
+def _int(x: int) -> int | str:
+    # Python refuses to print ints beyond ~4300 digits; JSON readers would choke well before that.
+    if x.bit_length() > 14_000:
+        return f"<int of {x.bit_length()} bits>"
+    return int(x)
+
+
+def _key(k: object, limit: int) -> str:
+    if isinstance(k, str):
+        return _clip(str(k), limit)
+    if k is None or isinstance(k, bool):
+        return json.dumps(k)
+    if isinstance(k, int):
+        return str(_int(k))
+    if isinstance(k, float):
+        return str(_float(k))
+    try:
+        converted = _default(k)
+    except Exception:
+        converted = None
+    return _clip(converted if isinstance(converted, str) else _repr(k), limit)
+
+
+def _sanitise(o: object, limit: int, depth: int, ancestors: set[int]) -> Any:
+    """A JSON-safe copy of `o`. `ancestors` holds ids of the containers above us: a cycle, not a shared ref."""
+    if o is None or o is True or o is False:
+        return o
+    if isinstance(o, str):
+        return _clip(o, limit)
+    if isinstance(o, int):
+        return _int(o)
+    if isinstance(o, float):
+        return _float(o)
+    if depth >= MAX_DEPTH:
+        return f"<nested deeper than {MAX_DEPTH}>"
+    oid = id(o)
+    if oid in ancestors:
+        return "<cycle>"
+    ancestors.add(oid)
+    try:
+        if isinstance(o, dict | list | tuple):
+            return _sanitise_container(o, limit, depth, ancestors)
+        try:
+            converted = _default(o)
+        except Exception:
+            converted = None
+        if converted is None or converted is o:
+            # model_dump(mode="json") can fail where mode="python" works; otherwise a repr keeps something.
+            converted = _python_dump(o)
+        return _sanitise(converted, limit, depth + 1, ancestors)
+    finally:
+        ancestors.discard(oid)
+
+
+def _python_dump(o: object) -> object:
+    dump = getattr(o, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump()
+        except Exception:
+            pass
+    return _repr(o)
+
+
+def _sanitise_container(
+    o: dict[Any, Any] | list[Any] | tuple[Any, ...], limit: int, depth: int, ancestors: set[int]
+) -> Any:
+    if isinstance(o, dict):
+        out: dict[str, Any] = {}
+        for k, v in list(o.items()):
+            key = _key(k, limit)
+            while key in out:  # {1: .., "1": ..} must not lose a value
+                key += "~"
+            out[key] = _sanitise(v, limit, depth + 1, ancestors)
+        return out
+    return [_sanitise(v, limit, depth + 1, ancestors) for v in list(o)]
+
+
+def _row(event: Event, limit: int) -> _Row:
+    run_id, seq, ts, type_ = event.run_id, event.seq, event.ts, event.type
+    if type(run_id) is not str or type(seq) is not int or type(ts) is not float or type(type_) is not str:
+        run_id, seq, ts, type_ = _coerce(event)
+    return (run_id, seq, ts, type_, encode_data(event.data, limit))
+
+
+def _coerce(event: Event) -> tuple[str, int, float, EventType]:
+    """Accept ints for ts and str subclasses; anything else is a caller bug, reported here, not at flush."""
+    run_id, seq, ts = event.run_id, event.seq, event.ts
+    if not isinstance(run_id, str) or not isinstance(event.type, str):
+        raise TypeError(f"Event.run_id and Event.type must be str, got {run_id!r} and {event.type!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise TypeError(f"Event.seq must be an int, got {seq!r}")
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise TypeError(f"Event.ts must be a float, got {ts!r}")
+    return str(run_id), int(seq), float(ts), cast(EventType, str(event.type))
+
+
+def _event(row: tuple[Any, ...], where: object) -> Event:
+    run_id, seq, ts, type_, data = row
+    try:
+        decoded = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise TraceFormatError(f"{where}: run {run_id!r} seq {seq}: data is not JSON ({exc})") from exc
+    return Event(run_id, seq, ts, cast(EventType, type_), decoded)
+
+
+def _closed_error(what: object) -> ValueError:
+    return ValueError(f"trace store {what} is closed")
+
+
+# --- in memory ---------------------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """Keeps events in memory, serialised like SQLite would, so both stores read back the same values.
+
+    For tests and short-lived runs; `durable` means nothing here. Reads still work after `close()`.
+    """
+
+    def __init__(self, *, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
+        if max_field_chars < 1:
+            raise ValueError("max_field_chars must be at least 1")
+        self._limit = max_field_chars
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict[int, _Row]] = {}
+        # run_id -> [started, ended, n_events, last_ts]
+        self._info: dict[str, list[Any]] = {}
+        self._closed = False
+
+    def append(self, event: Event, *, durable: bool = False) -> None:
+        row = _row(event, self._limit)
+        run_id, seq, ts, type_, _ = row
+        with self._lock:
+            if self._closed:
+                raise _closed_error("MemoryStore")
+            rows = self._rows.get(run_id)
+            if rows is None:
+                rows = self._rows[run_id] = {}
+                self._info[run_id] = [ts, None, 0, ts]
+            elif seq in rows:
+                return
+            rows[seq] = row
+            info = self._info[run_id]
+            info[2] += 1
+            if ts > info[3]:
+                info[3] = ts
+            if type_ == "start":
+                info[0] = ts
+            elif type_ == "end":
+                info[1] = ts
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def events(self, run_id: str) -> list[Event]:
+        with self._lock:
+            rows = sorted(self._rows.get(run_id, {}).values(), key=lambda r: r[1])
+        return [_event(r, "MemoryStore") for r in rows]
+
+    def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
+        with self._lock:
+            ids = sorted(self._rows if run_ids is None else set(run_ids))
+        for run_id in ids:
+            yield from self.events(run_id)
+
+    def runs(self) -> list[RunInfo]:
+        with self._lock:
+            infos = [RunInfo(rid, i[0], i[1], i[2], i[3]) for rid, i in self._info.items()]
+        return sorted(infos, key=lambda r: (r.started, r.run_id))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# --- SQLite ------------------------------------------------------------------------------------------
+
+_INSERT = "INSERT OR IGNORE INTO events (run_id, seq, ts, type, data) VALUES (?, ?, ?, ?, ?)"
+_UPSERT_RUN = """
+INSERT INTO runs (run_id, started, ended, n_events, last_ts)
+VALUES (:run_id, :started, :ended, :n, :last_ts)
+ON CONFLICT (run_id) DO UPDATE SET
+    started = CASE WHEN :has_start THEN excluded.started ELSE runs.started END,
+    ended = coalesce(excluded.ended, runs.ended),
+    n_events = runs.n_events + excluded.n_events,
+    last_ts = max(runs.last_ts, excluded.last_ts)
+"""
+# When a batch held duplicates we cannot tell which rows were new, so count again from the events table.
+_RECOUNT_RUN = """
+INSERT INTO runs (run_id, started, ended, n_events, last_ts)
+SELECT :run_id,
+    coalesce(
+        (SELECT ts FROM events WHERE run_id = :run_id AND type = 'start' ORDER BY seq DESC LIMIT 1),
+        min(ts)),
+    (SELECT ts FROM events WHERE run_id = :run_id AND type = 'end' ORDER BY seq DESC LIMIT 1),
+    count(*), max(ts)
+FROM events WHERE run_id = :run_id
+ON CONFLICT (run_id) DO UPDATE SET
+    started = excluded.started, ended = excluded.ended, n_events = excluded.n_events, last_ts = excluded.last_ts
+"""
+_SCHEMA_V1 = (
+    """CREATE TABLE IF NOT EXISTS events (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq))""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY, started REAL, ended REAL, n_events INTEGER NOT NULL, last_ts REAL)""",
+)
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL")
+# A value that cannot be bound (e.g. a lone surrogate in run_id): skip that row rather than the batch.
+_BIND_ERRORS = (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError)
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # Autocommit mode: we issue BEGIN IMMEDIATE ourselves so a writer takes the lock up front and
+    # busy_timeout, not a deadlock between two upgrading readers, decides who waits.
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if exc.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            raise TraceFormatError(f"{path} is not a headway trace database: {exc}", path=str(path)) from exc
+        raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = _user_version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    _check_version(version, path)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _user_version(conn)  # another process may have migrated while we waited for the lock
+        _check_version(version, path)
+        if version < 1:
+            for ddl in _SCHEMA_V1:
+                conn.execute(ddl)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_version(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise TraceFormatError(
+            f"{path} uses trace schema version {version}; this headway reads up to {SCHEMA_VERSION}: "
+            "upgrade headway to read it",
+            path=str(path),
+        )
+
+
+class _Backend:
+    """The state behind a `SQLiteStore`, kept apart so the flusher thread and the exit hook reference this
+    and not the store: a store nobody holds any more is collected, and its finalizer flushes it.
+
+    Two locks: `buf_lock` guards the buffer and is all a buffered append takes; `io_lock` guards the
+    connection and is taken before `buf_lock`, so a durable append waits for an in-flight flush and never
+    commits ahead of events buffered before it.
+    """
+
+    def __init__(
+        self, path: Path, flush_interval: float, max_batch: int, synchronous: str, limit: int
+    ) -> None:
+        self.path = path
+        self.interval = flush_interval
+        self.max_batch = max_batch
+        self.limit = limit
+        self.io_lock = threading.Lock()
+        self.buf_lock = threading.Lock()
+        self.cond = threading.Condition(self.buf_lock)
+        self.buf: list[_Row] = []
+        self.first_at = 0.0  # monotonic time the oldest buffered event arrived
+        self.closed = False
+        self.thread: threading.Thread | None = None
+        self.conn = _connect(path, synchronous)
+
+    # writing
+
+    def append(self, event: Event, durable: bool) -> None:
+        row = _row(event, self.limit)
+        if durable:
+            with self.io_lock:
+                self._flush_locked(row)
+            return
+        with self.buf_lock:
+            if self.closed:
+                raise _closed_error(self.path)
+            buf = self.buf
+            buf.append(row)
+            n = len(buf)
+            if n == 1:
+                self.first_at = time.monotonic()
+                if self.thread is None:
+                    self._start_thread()
+                self.cond.notify()
+        if n >= self.max_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.io_lock:
+            self._flush_locked()
+
+    def _flush_locked(self, extra: _Row | None = None) -> None:
+        """Write the buffer (and `extra`) in one transaction. Caller holds io_lock."""
+        with self.buf_lock:
+            if self.closed:
+                if extra is not None:
+                    raise _closed_error(self.path)
+                return
+            batch, self.buf = self.buf, []
+        if extra is not None:
+            batch.append(extra)
+        if not batch:
+            return
+        try:
+            self._write(batch)
+        except BaseException:
+            # Put the rows back in front of anything appended meanwhile, so a later flush retries them
+            # in order; first_at restarts so a failing disk is retried once per interval, not in a spin.
+            with self.buf_lock:
+                self.buf[:0] = batch
+                self.first_at = time.monotonic()
+            raise
+
+    def _write(self, batch: list[_Row]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            groups: dict[str, list[_Row]] = {}
+            for r in batch:
+                g = groups.get(r[0])
+                if g is None:
+                    groups[r[0]] = [r]
+                else:
+                    g.append(r)
+            for run_id, rows in groups.items():
+                try:
+                    inserted = conn.executemany(_INSERT, rows).rowcount
+                except _BIND_ERRORS:
+                    inserted = self._insert_one_by_one(rows)
+                if inserted == len(rows):
+                    self._upsert_run(run_id, rows)
+                elif inserted > 0:
+                    conn.execute(_RECOUNT_RUN, {"run_id": run_id})
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _insert_one_by_one(self, rows: list[_Row]) -> int:
+        # -1 forces a recount: rows the failed executemany already wrote now count as duplicates.
+        for r in rows:
+            try:
+                self.conn.execute(_INSERT, r)
+            except _BIND_ERRORS as exc:
+                _log.error(
+                    "headway: dropping an event that SQLite cannot store (run %r seq %r): %s", r[0], r[1], exc
+                )
+        return -1
+
+    def _upsert_run(self, run_id: str, rows: list[_Row]) -> None:
+        started: float | None = None
+        ended: float | None = None
+        lo = hi = rows[0][2]
+        for _, _, ts, type_, _ in rows:
+            if ts > hi:
+                hi = ts
+            elif ts < lo:
+                lo = ts
+            if type_ == "start":
+                started = ts
+            elif type_ == "end":
+                ended = ts
+        self.conn.execute(
+            _UPSERT_RUN,
+            {
+                "run_id": run_id,
+                "started": lo if started is None else started,
+                "ended": ended,
+                "n": len(rows),
+                "last_ts": hi,
+                "has_start": started is not None,
+            },
+        )
+
+    # the flusher thread
+
+    def _start_thread(self) -> None:
+        # Daemon: a forgotten store must not keep the process alive; the exit hook flushes instead.
+        self.thread = threading.Thread(
+            target=self._flusher, name=f"headway-trace-flush:{self.path.name}", daemon=True
+        )
+        self.thread.start()
+
+    def _flusher(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    if self.closed:
+                        return
+                    if not self.buf:
+                        self.cond.wait()
+                        continue
+                    delay = self.first_at + self.interval - time.monotonic()
+                    if delay <= 0:
+                        break
+                    self.cond.wait(delay)
+            try:
+                self.flush()
+            except Exception:
+                _log.exception("headway: could not flush traces to %s; will retry", self.path)
+
+    # reading
+
+    def _reading(self) -> None:
+        """Make buffered events visible before a read. Caller holds io_lock."""
+        if self.closed:
+            raise _closed_error(self.path)
+        self._flush_locked()
+
+    def events(self, run_id: str) -> list[Event]:
+        with self.io_lock:
+            self._reading()
+            rows = self.conn.execute(
+                "SELECT run_id, seq, ts, type, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return [_event(r, self.path) for r in rows]
+
+    def iter_events(self, run_ids: Iterable[str] | None) -> Iterator[Event]:
+        # Keyset pages, each under the lock only while it is fetched: constant memory, and a slow or
+        # abandoned consumer never holds up writers.
+        if run_ids is None:
+            query = "SELECT run_id, seq, ts, type, data FROM events ORDER BY run_id, seq LIMIT ?"
+            key: tuple[Any, ...] = ()
+            after = (
+                "SELECT run_id, seq, ts, type, data FROM events WHERE (run_id, seq) > (?, ?) "
+                "ORDER BY run_id, seq LIMIT ?"
+            )
+            while True:
+                rows = self._page(query, (*key, _PAGE))
+                for r in rows:
+                    yield _event(r, self.path)
+                if len(rows) < _PAGE:
+                    return
+                query, key = after, (rows[-1][0], rows[-1][1])
+        else:
+            for run_id in sorted(set(run_ids)):
+                seq = -(2**63)
+                while True:
+                    rows = self._page(
+                        "SELECT run_id, seq, ts, type, data FROM events WHERE run_id = ? AND seq > ? "
+                        "ORDER BY seq LIMIT ?",
+                        (run_id, seq, _PAGE),
+                    )
+                    for r in rows:
+                        yield _event(r, self.path)
+                    if len(rows) < _PAGE:
+                        break
+                    seq = rows[-1][1]
+
+    def _page(self, query: str, params: tuple[Any, ...]) -> list[tuple[str, int, float, str, str]]:
+        with self.io_lock:
+            if self.closed:
+                raise _closed_error(self.path)
+            return self.conn.execute(query, params).fetchall()
+
+    def runs(self) -> list[RunInfo]:
+        with self.io_lock:
+            self._reading()
+            rows = self.conn.execute(
+                "SELECT run_id, started, ended, n_events, last_ts FROM runs ORDER BY started, run_id"
+            ).fetchall()
+        return [RunInfo(*r) for r in rows]
+
+    # closing
+
+    def close(self) -> None:
+        with self.io_lock:
+            with self.buf_lock:
+                if self.closed:
+                    return
+                self.closed = True
+                batch, self.buf = self.buf, []
+                self.cond.notify_all()
+            try:
+                if batch:
+                    self._write(batch)
+            finally:
+                self.conn.close()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+
+def _close_at_exit(backend: _Backend) -> None:
+    try:
+        backend.close()
+    except Exception:
+        _log.exception("headway: could not flush traces to %s at exit", backend.path)
+
+
+class SQLiteStore:
+    """The default store: one SQLite file in WAL mode, shared safely by threads and processes.
+
+    Read-tool events are buffered and committed in batches (at `max_batch` events, `flush_interval`
+    seconds after the first one, on `flush()`/`close()`, at interpreter exit, or by the next durable
+    append); `append(..., durable=True)` commits before it returns. `synchronous="NORMAL"` survives a
+    killed process; `"FULL"` also survives power loss, at the cost of an fsync per commit.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".headway/traces.db",
+        *,
+        flush_interval: float = 0.2,
+        max_batch: int = 512,
+        synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL",
+        max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    ) -> None:
+        if synchronous not in _SYNCHRONOUS:  # interpolated into a PRAGMA: never let anything else through
+            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")
+        if not flush_interval > 0:
+            raise ValueError(f"flush_interval must be > 0, got {flush_interval!r}")
+        if max_batch < 1 or max_field_chars < 1:
+            raise ValueError("max_batch and max_field_chars must be at least 1")
+        p = Path(path)
+        self.path = p if str(p) == ":memory:" else p.absolute()
+        self._b = _Backend(self.path, flush_interval, max_batch, synchronous, max_field_chars)
+        # Holds the backend, not the store: runs when the store is collected or, failing that, at exit.
+        self._finalizer = weakref.finalize(self, _close_at_exit, self._b)
+
+    def append(self, event: Event, *, durable: bool = False) -> None:
+        self._b.append(event, durable)
+
+    def flush(self) -> None:
+        self._b.flush()
+
+    def close(self) -> None:
+        self._finalizer.detach()
+        self._b.close()
+
+    def events(self, run_id: str) -> list[Event]:
+        return self._b.events(run_id)
+
+    def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
+        ids = None if run_ids is None else list(run_ids)
+        with self._b.io_lock:
+            self._b._reading()  # eagerly, so the stream starts with what was appended before this call
+        return self._b.iter_events(ids)
+
+    def runs(self) -> list[RunInfo]:
+        return self._b.runs()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"

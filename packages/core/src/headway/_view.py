@@ -1,0 +1,453 @@
+"""What a check sees of a run: its calls, messages and milestones, through incremental indexes.
+
+Every index is updated once per event, so a check at step 10,000 costs what it costs at step 10: no
+check rescans the trajectory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ._normalize import (
+    MAX_LEAVES,
+    any_match,
+    as_patterns,
+    dicts,
+    is_id_key,
+    leaves,
+    mentions,
+    norm,
+    norm_text,
+    parse_payload,
+    stems,
+    text_keys,
+)
+from ._types import Action, Finding
+
+_YES_RE = re.compile(
+    r"\b(yes|yeah|yep|yup|sure|ok|okay|confirm|confirmed|i confirm|correct|go ahead|please do|do it|"
+    r"proceed|sounds good|that'?s right|that is right|affirmative|absolutely|definitely)\b"
+)
+_NO_RE = re.compile(r"^\W*(no|nope|nah|don'?t|do not|cancel|stop|never mind|nevermind)\b")
+_HEDGE_RE = re.compile(
+    r"\b(no|not|don'?t|do not|wait|hold on|hold off|stop|cancel|never ?mind|actually|but|instead|hmm|"
+    r"unsure|maybe|later|change|first)\b|\?"
+)
+
+
+@dataclass(slots=True, eq=False)
+class ToolCall:
+    """One tool call as checks see it: before it runs `output`/`error` are unset; after-checks see them."""
+
+    tool: str
+    args: dict[str, Any]
+    call_id: str
+    step: int
+    raw_args: Any = None
+    action: Action | None = None
+    output: Any = None
+    error: str | None = None
+    done: bool = False
+    flagged: bool = False
+    findings: tuple[Finding, ...] = ()
+    output_hash: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.tool
+
+    @property
+    def ran(self) -> bool:
+        """The call was let through (allowed or approved), so its side effect may have happened."""
+        return self.action == "allow"
+
+    @property
+    def succeeded(self) -> bool:
+        """It ran, returned without an error, and no after-check flagged its result."""
+        return self.done and self.error is None and not self.flagged
+
+    @property
+    def failed(self) -> bool:
+        return self.done and (self.error is not None or self.flagged)
+
+
+@dataclass(slots=True)
+class Conflict:
+    """Two read results that disagree about one field of one entity, with no write in between."""
+
+    entity: tuple[str, str]
+    field: str
+    before: Any
+    after: Any
+    steps: tuple[int, int]
+
+
+@dataclass(slots=True)
+class _Source:
+    clean: bool = False
+    flagged_steps: list[int] = field(default_factory=list)
+
+
+class RunView:
+    """Read-only view of one run for checks: `calls`, `last_output`, messages, milestones, identity."""
+
+    def __init__(self, run_id: str, now: Callable[[], datetime] | datetime | None = None) -> None:
+        self.run_id = run_id
+        self._now = now
+        self.user_messages: list[str] = []
+        self.agent_messages: list[str] = []
+        self.milestones: list[str] = []
+        self.identity: str | None = None
+        self.conflicts: list[Conflict] = []
+        self.steps = 0
+        self.tool_calls = 0
+        self.tokens = 0
+        self.started: float = 0.0
+        self.last_write_step = -1
+        # Conversation order of texts: (seq, "user"|"agent", normalised text). Only the tail is consulted.
+        self._dialogue: list[tuple[int, str, str]] = []
+        self._user_text = ""
+        self._user_keys: set[str] = set()
+        self._calls: list[ToolCall] = []
+        self._by_id: dict[str, ToolCall] = {}
+        self._by_tool: dict[str, list[ToolCall]] = defaultdict(list)
+        # (tool, arg name, value key) -> calls that ran with that argument value, oldest first.
+        self._by_arg: dict[tuple[str, str, str], list[ToolCall]] = defaultdict(list)
+        # value key -> where tool outputs showed it (per tool), and whether a clean result did.
+        self._values: dict[str, dict[str, _Source]] = {}
+        # (id field, value key) -> latest (step, tool, entity dict) per tool.
+        self._entities: dict[tuple[str, str], dict[str, tuple[int, str, Mapping[str, Any]]]] = defaultdict(dict)
+        # (id field, value key) -> field -> (value key, step, raw value) of the latest read observation.
+        self._observed: dict[tuple[str, str], dict[str, tuple[str | None, int, Any]]] = defaultdict(dict)
+        self._conflicted: dict[tuple[str, str], list[Conflict]] = defaultdict(list)
+        # argument stem -> (step, tool, candidate value keys, raw values) of the latest multi-candidate list.
+        self._candidates: dict[str, tuple[int, str, tuple[str, ...], tuple[Any, ...]]] = {}
+
+    # ---- reading (the API custom checks use) -------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        """The policy clock: `Policy(now=...)` when set (fixed or callable), else the current UTC time."""
+        if self._now is None:
+            return datetime.now(UTC)
+        if isinstance(self._now, datetime):
+            return self._now
+        return self._now()
+
+    def calls(self, tool: str | Sequence[str] | None = None, *, include_blocked: bool = False) -> list[ToolCall]:
+        """Earlier calls that ran (or every attempt with `include_blocked`), oldest first."""
+        if tool is None:
+            pool = self._calls
+        elif isinstance(tool, str) and tool in self._by_tool and not any(c in tool for c in "*?["):
+            pool = self._by_tool[tool]
+        else:
+            pats = as_patterns(tool)
+            names = [t for t in self._by_tool if any_match(pats, t)]
+            pool = sorted((c for t in names for c in self._by_tool[t]), key=lambda c: c.step)
+        return [c for c in pool if include_blocked or c.ran]
+
+    def call(self, call_id: str) -> ToolCall | None:
+        return self._by_id.get(call_id)
+
+    def last_call(self, tool: str | Sequence[str], *, succeeded: bool = False) -> ToolCall | None:
+        pats = as_patterns(tool)
+        best: ToolCall | None = None
+        for name, calls in self._by_tool.items():
+            if not any_match(pats, name):
+                continue
+            for c in reversed(calls):
+                if c.ran and (c.succeeded or not succeeded):
+                    if best is None or c.step > best.step:
+                        best = c
+                    break
+        return best
+
+    def last_output(self, tool: str | Sequence[str], **match: Any) -> Any:
+        """The latest successful output about an entity from any of these tools (a name, list or glob).
+
+        With no `match`, the whole output of the latest successful call. With `match` (field=value),
+        the latest entity dict whose fields hold those values, found anywhere inside an output (write
+        tools often return the updated entity); or, failing that, the whole output of the latest call
+        made with those argument values. Outputs are parsed JSON when the tool returned JSON text.
+        """
+        pats = as_patterns(tool)
+        if not match:
+            last = self.last_call(pats, succeeded=True)
+            return None if last is None else last.output
+        hit = self._latest_entity(pats, match)
+        by_args = self._latest_by_args(pats, match)
+        if hit is not None and (by_args is None or hit[0] >= by_args.step):
+            return hit[2]
+        return None if by_args is None else by_args.output
+
+    def conflicts_for(self, id_field: str, value: Any) -> list[Conflict]:
+        """Disagreements between read results about this entity (e.g. two lookups, two statuses)."""
+        k = norm(value)
+        return [] if k is None else list(self._conflicted.get((id_field, k), ()))
+
+    def user_said(self, value: Any) -> bool:
+        """Whether the user's own words contain this value (normalised; numbers by value)."""
+        k = norm(value)
+        return k is not None and (k in self._user_keys or mentions(self._user_text, k))
+
+    def seen_in_outputs(self, value: Any, tools: Sequence[str] | None = None) -> bool:
+        """Whether a tool output (of these tools, if given) contained this value."""
+        k = norm(value)
+        if k is None or k not in self._values:
+            return False
+        srcs = self._values[k]
+        if not tools:
+            return True
+        pats = tuple(tools)
+        return any(any_match(pats, t) for t in srcs)
+
+    def only_flagged(self, value: Any) -> list[int] | None:
+        """Steps of flagged results a value came from, when no clean source (user or tool) showed it."""
+        k = norm(value)
+        if k is None or k not in self._values or k in self._user_keys or mentions(self._user_text, k):
+            return None
+        srcs = self._values[k].values()
+        if any(s.clean for s in srcs):
+            return None
+        return sorted(step for s in srcs for step in s.flagged_steps)
+
+    def candidates(self, arg: str) -> tuple[int, str, tuple[str, ...], tuple[Any, ...]] | None:
+        """The latest tool output that listed several values for this argument: (step, tool, keys, values)."""
+        best = None
+        for stem in stems(arg):
+            c = self._candidates.get(stem)
+            if c is not None and (best is None or c[0] > best[0]):
+                best = c
+        return best
+
+    def confirmation(self) -> tuple[str, str] | None:
+        """(proposal, answer) when the user's latest message is an explicit yes to the agent's proposal.
+
+        The proposal is the agent's last text before that answer; a question the agent asked after it
+        is a new, unanswered proposal, so it cancels the confirmation.
+        """
+        answer_i = self._last_user_index()
+        if answer_i is None:
+            return None
+        answer = self._dialogue[answer_i][2]
+        if not _YES_RE.search(answer) or _HEDGE_RE.search(answer):
+            return None
+        if any(role == "agent" and "?" in text for _, role, text in self._dialogue[answer_i + 1 :]):
+            return None
+        for _, role, text in reversed(self._dialogue[:answer_i]):
+            if role == "agent":
+                return text, answer
+            if role == "user":
+                # Two user turns in a row: the yes answers the earlier agent text only if the user
+                # said nothing else in between; be strict and treat it as unconfirmed.
+                return None
+        return None
+
+    def refused(self) -> bool:
+        """The user's latest message is an explicit "no" (or cancel / stop / don't)."""
+        i = self._last_user_index()
+        return i is not None and _NO_RE.search(self._dialogue[i][2]) is not None
+
+    # ---- updating (the Run calls these) --------------------------------------------------------------
+
+    def _last_user_index(self) -> int | None:
+        for i in range(len(self._dialogue) - 1, -1, -1):
+            if self._dialogue[i][1] == "user":
+                return i
+        return None
+
+    def _add_user(self, seq: int, text: str) -> None:
+        self.user_messages.append(text)
+        n = norm_text(text)
+        self._dialogue.append((seq, "user", n))
+        self._user_text = f"{self._user_text}\n{n}" if self._user_text else n
+        self._user_keys |= text_keys(text)
+        self._trim_dialogue()
+
+    def _add_agent(self, seq: int, text: str) -> None:
+        if text.strip():
+            self.agent_messages.append(text)
+            self._dialogue.append((seq, "agent", norm_text(text)))
+            self._trim_dialogue()
+
+    def _trim_dialogue(self) -> None:
+        # Confirmation only looks at the last exchange; keep the window small so memory stays flat.
+        if len(self._dialogue) > 64:
+            del self._dialogue[:32]
+
+    def _add_call(self, call: ToolCall) -> None:
+        self._calls.append(call)
+        self._by_id[call.call_id] = call
+        self._by_tool[call.tool].append(call)
+
+    def _mark_ran(self, call: ToolCall, write: bool) -> None:
+        for name, value in call.args.items():
+            k = norm(value)
+            if k is not None:
+                self._by_arg[(call.tool, name, k)].append(call)
+        if write:
+            self.last_write_step = call.step
+
+    def _add_result(self, call: ToolCall, read: bool) -> list[Conflict]:
+        """Index a result's values, entities and candidate lists; returns new conflicts it revealed."""
+        out = call.output
+        clean = not call.flagged and call.error is None
+        new_conflicts: list[Conflict] = []
+        if isinstance(out, str):
+            keys: set[str] = text_keys(out)
+            k = norm(out)
+            if k is not None and len(k) <= 200:
+                keys.add(k)
+        else:
+            keys = set()
+            for key, leaf in leaves(out):
+                k = norm(leaf)
+                if k is None:
+                    continue
+                keys.add(k)
+                if isinstance(leaf, str) and " " in k and len(k) <= 200:
+                    keys |= text_keys(leaf)
+                if key is not None:
+                    keys.add(key.casefold())
+            for d in dicts(out):
+                self._index_dict(call, d, read, new_conflicts)
+        for k in keys:
+            srcs = self._values.get(k)
+            if srcs is None:
+                srcs = self._values[k] = {}
+            src = srcs.get(call.tool)
+            if src is None:
+                src = srcs[call.tool] = _Source()
+            if clean:
+                src.clean = True
+            elif len(src.flagged_steps) < 8:
+                src.flagged_steps.append(call.step)
+        return new_conflicts
+
+    def _index_dict(self, call: ToolCall, d: Mapping[str, Any], read: bool, conflicts: list[Conflict]) -> None:
+        primary: tuple[str, str] | None = None
+        for key, value in list(d.items())[:MAX_LEAVES]:
+            if not isinstance(key, str):
+                continue
+            if isinstance(value, list) and len(value) >= 2:
+                self._index_candidates(call, key, value)
+            if is_id_key(key):
+                k = norm(value)
+                if k is None:
+                    continue
+                ent = (key, k)
+                self._entities[ent][call.tool] = (call.step, call.tool, d)
+                if primary is None:
+                    primary = ent
+        if primary is None or not call.succeeded:
+            return
+        seen = self._observed[primary]
+        for key, value in d.items():
+            if not isinstance(key, str) or (key, norm(value)) == primary:
+                continue
+            k = norm(value)
+            prev = seen.get(key)
+            if (
+                read
+                and prev is not None
+                and prev[0] != k
+                and prev[1] > self.last_write_step
+                and k is not None
+                and prev[0] is not None
+            ):
+                c = Conflict(primary, key, prev[2], value, (prev[1], call.step))
+                conflicts.append(c)
+                self.conflicts.append(c)
+                self._conflicted[primary].append(c)
+            seen[key] = (k, call.step, value)
+
+    def _index_candidates(self, call: ToolCall, key: str, values: list[Any]) -> None:
+        raws: list[Any] = []
+        if all(isinstance(v, Mapping) for v in values):
+            # A list of entities: each entity's id fields are candidates for arguments of that name.
+            by_field: dict[str, list[Any]] = defaultdict(list)
+            for v in values:
+                for f, fv in v.items():
+                    if isinstance(f, str) and is_id_key(f) and norm(fv) is not None:
+                        by_field[f.casefold()].append(fv)
+            for f, vs in by_field.items():
+                self._set_candidates(call, f, vs)
+            return
+        raws = [v for v in values if norm(v) is not None and not isinstance(v, bool)]
+        if len(raws) >= 2:
+            self._set_candidates(call, key.casefold(), raws)
+
+    def _set_candidates(self, call: ToolCall, key: str, raws: list[Any]) -> None:
+        keys = tuple(dict.fromkeys(k for k in (norm(v) for v in raws) if k is not None))
+        if len(keys) >= 2:
+            self._candidates[key] = (call.step, call.tool, keys, tuple(raws))
+
+    def _latest_entity(
+        self, pats: tuple[str, ...], match: Mapping[str, Any]
+    ) -> tuple[int, str, Mapping[str, Any]] | None:
+        items = list(match.items())
+        best: tuple[int, str, Mapping[str, Any]] | None = None
+        for field_name, value in items:
+            k = norm(value)
+            if k is None or (field_name, k) not in self._entities:
+                continue
+            for tool, hit in self._entities[(field_name, k)].items():
+                if not any_match(pats, tool):
+                    continue
+                entity = hit[2]
+                if all(norm(entity.get(f)) == norm(v) for f, v in items) and (best is None or hit[0] > best[0]):
+                    best = hit
+            break
+        return best
+
+    def _latest_by_args(self, pats: tuple[str, ...], match: Mapping[str, Any]) -> ToolCall | None:
+        items = [(f, norm(v)) for f, v in match.items()]
+        if any(k is None for _, k in items):
+            return None
+        first_field, first_key = items[0]
+        assert first_key is not None
+        best: ToolCall | None = None
+        for tool in self._by_tool:
+            if not any_match(pats, tool):
+                continue
+            for c in reversed(self._by_arg.get((tool, first_field, first_key), ())):
+                if c.succeeded and all(norm(c.args.get(f)) == k for f, k in items):
+                    if best is None or c.step > best.step:
+                        best = c
+                    break
+        return best
+
+    def calls_with(self, tools: Sequence[str], args: Mapping[str, Any]) -> list[ToolCall]:
+        """Calls that ran, of these tools, whose arguments had these values (indexed, not scanned)."""
+        items = [(f, norm(v)) for f, v in args.items()]
+        if not items or any(k is None for _, k in items):
+            return []
+        first_field, first_key = items[0]
+        assert first_key is not None
+        pats = tuple(tools)
+        out: list[ToolCall] = []
+        for tool in self._by_tool:
+            if any_match(pats, tool):
+                out.extend(
+                    c
+                    for c in self._by_arg.get((tool, first_field, first_key), ())
+                    if all(norm(c.args.get(f)) == k for f, k in items)
+                )
+        return sorted(out, key=lambda c: c.step)
+
+    def entity_seen(self, tools: Sequence[str], id_field: str, value: Any) -> bool:
+        k = norm(value)
+        if k is None:
+            return False
+        pats = tuple(tools)
+        hits = self._entities.get((id_field, k), {})
+        return any(any_match(pats, t) for t in hits)
+
+
+def coerce_output(output: Any) -> Any:
+    return parse_payload(output)
