@@ -375,13 +375,49 @@ def test_buffered_events_appear_after_the_timer(db: Path) -> None:
         assert eventually(lambda: len(on_disk(db)) == 2)
 
 
-def test_full_batch_is_written_without_waiting(db: Path) -> None:
+def test_a_full_batch_is_written_without_waiting_for_the_timer(db: Path) -> None:
     with SQLiteStore(db, flush_interval=60, max_batch=10) as store:
         for seq in range(9):
             store.append(ev("r", seq))
         assert on_disk(db) == []
         store.append(ev("r", 9))
         assert len(on_disk(db)) == 10
+
+
+def test_a_failed_commit_keeps_the_events_for_the_next_flush(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SQLiteStore(db, flush_interval=60) as store:
+        store.append(ev("r", 0))
+        backend = store._b
+        real_write = backend._write
+        calls = 0
+
+        def fail_once(batch: list[Any]) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            real_write(batch)
+
+        monkeypatch.setattr(backend, "_write", fail_once)
+        # The decision is not on disk: the caller must learn it, so the write tool does not run.
+        with pytest.raises(sqlite3.OperationalError):
+            store.append(ev("r", 1, decision="allow"), durable=True)
+        assert on_disk(db) == []
+        store.append(ev("r", 2))
+        store.flush()
+        assert on_disk(db) == [("r", 0), ("r", 1), ("r", 2)]
+
+
+def test_an_event_sqlite_cannot_bind_is_dropped_alone(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with SQLiteStore(db, flush_interval=60) as store:
+        store.append(ev("ok", 0))
+        store.append(ev("bad\ud800", 0))  # a lone surrogate cannot be encoded to UTF-8
+        store.append(ev("ok", 1), durable=True)
+        assert [e.seq for e in store.events("ok")] == [0, 1]
+        assert store.runs()[0].n_events == 2
+    assert "cannot store" in caplog.text
 
 
 def test_close_flushes_and_stops_the_flusher(db: Path) -> None:
@@ -487,7 +523,8 @@ def test_concurrent_appends_from_threads_lose_nothing(db: Path) -> None:
         counts = {r.run_id: r.n_events for r in store.runs()}
     assert counts == {"shared": n_threads * per_thread, **{f"t{t}": per_thread for t in range(n_threads)}}
     assert len(on_disk(db)) == 2 * n_threads * per_thread
-    assert [e.seq for e in SQLiteStore(db).events("shared")] == list(range(n_threads * per_thread))
+    with open_store(db) as reread:
+        assert [e.seq for e in reread.events("shared")] == list(range(n_threads * per_thread))
 
 
 # --- opening files -------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ HumanAction = Literal["approve", "reject", "edit", "answer"]
 HUMAN_ACTIONS: tuple[HumanAction, ...] = ("approve", "reject", "edit", "answer")
 CONFLICT = "consistent_with_observations"
 TAINT = "taint"
-_AUTO_UNAMBIGUOUS = _checks.unambiguous()
+_AUTO_UNAMBIGUOUS = _checks.unambiguous(severity="high")
 _MAX_TEXT = 100_000
 
 
@@ -226,7 +226,8 @@ class Run:
                 "milestones": milestones,
                 "decision": decision.to_dict(),
             }
-            self._write(seq, "tool_result", data, durable=decision.action != "allow")
+            # A write's result is the exactly-once ledger entry for its call: commit it before returning.
+            self._write(seq, "tool_result", data, durable=resolved.risk != "read" or decision.action != "allow")
             return decision
 
     def resolve(

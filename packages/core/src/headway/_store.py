@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import json.encoder
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path, PurePath
@@ -33,7 +34,6 @@ __all__ = [
     "SQLiteStore",
     "TraceFormatError",
     "TraceStore",
-    "decode_data",
     "encode_data",
 ]
 
@@ -140,7 +140,22 @@ def _repr(o: object) -> str:
         return f"<unrepresentable {type(o).__qualname__}>"
 
 
-_fast_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default).encode
+def _make_fast_encoder() -> Callable[[object], str]:
+    # json.dumps builds a new encoder per call; building the C one once saves ~0.5 µs per event.
+    # markers=None (no cycle bookkeeping) also makes it stateless, so threads can share it: a cycle
+    # then ends in RecursionError and takes the slow path, which names it.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (e.g. PyPy)
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default).encode
+    chunks = make(None, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+    def encode(o: object) -> str:
+        return "".join(chunks(o, 0))
+
+    return encode
+
+
+_fast_encode = _make_fast_encoder()
 
 
 def encode_data(data: object, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> str:
@@ -156,10 +171,6 @@ def encode_data(data: object, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) ->
     if len(text) > max_field_chars:
         return _slow_encode(data, max_field_chars)
     return text
-
-
-def decode_data(text: str) -> Any:
-    return json.loads(text)
 
 
 def _slow_encode(data: object, limit: int) -> str:
@@ -504,6 +515,8 @@ class _Backend:
                     self._start_thread()
                 self.cond.notify()
         if n >= self.max_batch:
+            # Written here rather than handed to the flusher: measured, a handoff in a tight loop costs
+            # GIL ping-pong (10+ ms stalls) where this costs one ~1 ms commit per batch, and it bounds memory.
             self.flush()
 
     def flush(self) -> None:

@@ -619,7 +619,7 @@ class _Unambiguous(_Check):
         return None
 
 
-def unambiguous(*args: str, severity: Severity = "medium") -> Check:
+def unambiguous(*args: str, severity: Severity = "high") -> Check:
     """A write's target was not silently picked from several candidates a tool returned.
 
     When a tool listed several values for the argument (e.g. two orders), the user's words or a
