@@ -42,7 +42,11 @@ TOOL_SPECS: dict[str, dict[str, Any]] = {
     },
     "refund_order": {
         "description": "Refund an order. Irreversible: only after lookup and the customer's explicit yes.",
-        "parameters": {"order_id": {"type": "string"}, "amount": {"type": "number"}, "reason": {"type": "string"}},
+        "parameters": {
+            "order_id": {"type": "string"},
+            "amount": {"type": "number"},
+            "reason": {"type": "string"},
+        },
     },
     "create_ticket": {
         "description": "Open a support ticket for a human agent.",
@@ -88,15 +92,24 @@ class SupportDesk:
         row = self._one("SELECT user_id, email, name FROM users WHERE lower(email) = lower(?)", email.strip())
         if row is None:
             raise ToolError(f"no customer with email {email!r}")
-        orders = [r[0] for r in self._all("SELECT order_id FROM orders WHERE user_id = ? ORDER BY order_id", row[0])]
+        orders = [
+            r[0] for r in self._all("SELECT order_id FROM orders WHERE user_id = ? ORDER BY order_id", row[0])
+        ]
         return {"user_id": row[0], "email": row[1], "name": row[2], "orders": orders}
 
     def list_orders(self, user_id: str) -> dict[str, Any]:
-        rows = self._all("SELECT order_id, item, amount, status FROM orders WHERE user_id = ? ORDER BY order_id", user_id)
-        return {"user_id": user_id, "orders": [dict(zip(("order_id", "item", "amount", "status"), r, strict=True)) for r in rows]}
+        rows = self._all(
+            "SELECT order_id, item, amount, status FROM orders WHERE user_id = ? ORDER BY order_id", user_id
+        )
+        return {
+            "user_id": user_id,
+            "orders": [dict(zip(("order_id", "item", "amount", "status"), r, strict=True)) for r in rows],
+        }
 
     def lookup_order(self, order_id: str) -> dict[str, Any]:
-        row = self._one("SELECT order_id, user_id, item, amount, status FROM orders WHERE order_id = ?", order_id.strip())
+        row = self._one(
+            "SELECT order_id, user_id, item, amount, status FROM orders WHERE order_id = ?", order_id.strip()
+        )
         if row is None:
             raise ToolError(f"order {order_id!r} not found")
         return dict(zip(("order_id", "user_id", "item", "amount", "status"), row, strict=True))
@@ -110,7 +123,9 @@ class SupportDesk:
         refund_id = "R-" + uuid.uuid4().hex[:8]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.execute("INSERT INTO refunds VALUES (?,?,?,?)", (refund_id, order_id, float(amount), reason))
+            self._db.execute(
+                "INSERT INTO refunds VALUES (?,?,?,?)", (refund_id, order_id, float(amount), reason)
+            )
             self._db.execute("UPDATE orders SET status = 'refunded' WHERE order_id = ?", (order_id,))
             self._db.execute("COMMIT")
         return {"refund_id": refund_id, "order_id": order_id, "amount": float(amount), "status": "refunded"}
@@ -135,7 +150,7 @@ class SupportDesk:
     def count(self, table: str) -> int:
         if table not in ("refunds", "tickets"):
             raise ValueError(table)
-        row = self._one(f"SELECT count(*) FROM {table}")  # noqa: S608 - table is one of two literals
+        row = self._one(f"SELECT count(*) FROM {table}")
         return int(row[0]) if row else 0
 
     def close(self) -> None:

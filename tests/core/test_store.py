@@ -408,12 +408,19 @@ def test_a_failed_commit_keeps_the_events_for_the_next_flush(
         store.append(ev("r", 2))
         store.flush()
         assert on_disk(db) == [("r", 0), ("r", 1), ("r", 2)]
+        # A failed durable append alone, nothing else buffered, is retried by the timer.
+        monkeypatch.setattr(backend, "interval", 0.05)
+        calls = 0
+        with pytest.raises(sqlite3.OperationalError):
+            store.append(ev("r", 3), durable=True)
+        assert eventually(lambda: len(on_disk(db)) == 4)
 
 
 def test_an_event_sqlite_cannot_bind_is_dropped_alone(db: Path, caplog: pytest.LogCaptureFixture) -> None:
     with SQLiteStore(db, flush_interval=60) as store:
         store.append(ev("ok", 0))
-        store.append(ev("bad\ud800", 0))  # a lone surrogate cannot be encoded to UTF-8
+        store.append(ev("ok", 5, "user\ud800"))  # a lone surrogate cannot be encoded to UTF-8
+        store.append(ev("bad\ud800", 0))
         store.append(ev("ok", 1), durable=True)
         assert [e.seq for e in store.events("ok")] == [0, 1]
         assert store.runs()[0].n_events == 2

@@ -31,7 +31,20 @@ _IRREGULAR = {
     "do": "done|did",
 }
 # Verbs that read rather than act: their tools make no claimable outcome.
-_NON_CLAIM_VERBS = {"get", "list", "find", "search", "lookup", "look", "read", "check", "fetch", "query", "show", "view"}
+_NON_CLAIM_VERBS = {
+    "get",
+    "list",
+    "find",
+    "search",
+    "lookup",
+    "look",
+    "read",
+    "check",
+    "fetch",
+    "query",
+    "show",
+    "view",
+}
 _NEGATED_RE = re.compile(
     r"\b(not|n't|never|unable|cannot|couldn't|can't|won't|failed|fail|will|would|could|should|can|may|might|"
     r"once|if|pending|awaiting|until|to be|going to|about to|yet|no)\b"
@@ -82,4 +95,3 @@ def claimed(answer: str, tools: Iterable[tuple[str, tuple[str, ...] | None]]) ->
                 continue
             break
     return out
-

@@ -110,5 +110,7 @@ class Guard:
         if not force and now - self._last_sweep < min(60.0, self.idle_timeout / 10):
             return
         self._last_sweep = now
-        for rid in [rid for rid, r in self._runs.items() if r.ended or now - r.last_active > self.idle_timeout]:
+        for rid in [
+            rid for rid, r in self._runs.items() if r.ended or now - r.last_active > self.idle_timeout
+        ]:
             del self._runs[rid]

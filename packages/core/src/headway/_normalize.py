@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
@@ -84,7 +84,9 @@ def dicts(value: Any, limit: int = MAX_LEAVES) -> Iterator[Mapping[str, Any]]:
             seen += 1
             yield v
             if depth < MAX_DEPTH:
-                stack.extend((sub, depth + 1) for sub in reversed(list(v.values())) if isinstance(sub, Mapping | list))
+                stack.extend(
+                    (sub, depth + 1) for sub in reversed(list(v.values())) if isinstance(sub, Mapping | list)
+                )
         elif isinstance(v, list | tuple) and depth < MAX_DEPTH:
             stack.extend((sub, depth + 1) for sub in reversed(v[:limit]) if isinstance(sub, Mapping | list))
 
@@ -164,7 +166,7 @@ def any_match(patterns: tuple[str, ...], name: str) -> bool:
     return any(name_matches(p, name) for p in patterns)
 
 
-def as_patterns(tools: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+def as_patterns(tools: str | Sequence[str] | None) -> tuple[str, ...]:
     if tools is None:
         return ()
     if isinstance(tools, str):

@@ -122,7 +122,9 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerate <= self.escalate:
-            raise ValueError(f"Thresholds need 0 <= tolerate <= escalate, got {self.tolerate}, {self.escalate}")
+            raise ValueError(
+                f"Thresholds need 0 <= tolerate <= escalate, got {self.tolerate}, {self.escalate}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

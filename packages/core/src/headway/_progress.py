@@ -65,35 +65,41 @@ class Tracker:
         p = self.policy
         prior = self.counts.get(sig, ())
         if len(prior) >= p.max_repeats:
-            out.append(self._loop_finding(
-                REPEAT,
-                f"{call.tool} was already called with these arguments {len(prior)} times (steps "
-                f"{', '.join(map(str, prior[-5:]))}); {self._known(call, view)}",
-                steps=list(prior[-10:]),
-            ))
+            out.append(
+                self._loop_finding(
+                    REPEAT,
+                    f"{call.tool} was already called with these arguments {len(prior)} times (steps "
+                    f"{', '.join(map(str, prior[-5:]))}); {self._known(call, view)}",
+                    steps=list(prior[-10:]),
+                )
+            )
         else:
             period = self._cycle(sig)
             if period:
                 names = [s.split("\x00", 1)[0] for s in list(self.window)[-period + 1 :]] + [call.tool]
-                out.append(self._loop_finding(
-                    CYCLE,
-                    f"the calls {' -> '.join(names)} repeat with nothing new learned (period {period}); "
-                    "use the results you already have or ask the user",
-                    period=period,
-                ))
+                out.append(
+                    self._loop_finding(
+                        CYCLE,
+                        f"the calls {' -> '.join(names)} repeat with nothing new learned (period {period}); "
+                        "use the results you already have or ask the user",
+                        period=period,
+                    )
+                )
         limit = p.max_steps_without_progress
         if limit is not None and self.since_progress + 1 > limit:
             reached = ", ".join(view.milestones) or "none"
             strikes = self.stall_strikes + 1
-            out.append(Finding(
-                STALL,
-                "stall",
-                "high" if strikes >= 2 else "medium",
-                f"{self.since_progress + 1} tool calls without progress (milestones reached: {reached}); "
-                "step back: use what you know, change approach, or ask the user",
-                {"steps_since_progress": self.since_progress + 1, "strike": strikes},
-                "stop" if strikes >= 2 else "block",
-            ))
+            out.append(
+                Finding(
+                    STALL,
+                    "stall",
+                    "high" if strikes >= 2 else "medium",
+                    f"{self.since_progress + 1} tool calls without progress (milestones reached: {reached}); "
+                    "step back: use what you know, change approach, or ask the user",
+                    {"steps_since_progress": self.since_progress + 1, "strike": strikes},
+                    "stop" if strikes >= 2 else "block",
+                )
+            )
         out.extend(self.check_budgets(view, extra_calls=1))
         return out
 
@@ -110,13 +116,17 @@ class Tracker:
             over.append(f"wall time {time.monotonic() - self.started:.1f}s > {b.seconds:g}s")
         if not over:
             return []
-        return [Finding(BUDGET, "budget", "high", "budget exhausted: " + "; ".join(over), {"over": over}, "stop")]
+        return [
+            Finding(BUDGET, "budget", "high", "budget exhausted: " + "; ".join(over), {"over": over}, "stop")
+        ]
 
     def nothing_new(self, sig: str, output_hash: int) -> Finding | None:
         prev = self.outputs.get(sig)
         if prev is None or prev[1] != output_hash:
             return None
-        return Finding(NOTHING_NEW, "loop", "note", "the call returned exactly what the same call returned before")
+        return Finding(
+            NOTHING_NEW, "loop", "note", "the call returned exactly what the same call returned before"
+        )
 
     def progress(self, view: RunView) -> Progress:
         names = [m.name for m in self.policy.milestones]
@@ -127,7 +137,9 @@ class Tracker:
         strikes = self.loop_strikes + 1
         stop = strikes >= self.policy.loop_stop_after
         evidence["strike"] = strikes
-        return Finding(check, "loop", "high" if stop else "medium", message, evidence, "stop" if stop else "block")
+        return Finding(
+            check, "loop", "high" if stop else "medium", message, evidence, "stop" if stop else "block"
+        )
 
     def _cycle(self, sig: str) -> int:
         w = [*self.window, sig]

@@ -21,7 +21,7 @@ from ._errors import HeadwayError
 from ._normalize import any_match, as_patterns, canonical, leaves, name_matches, parse_payload
 from ._policy import RISK_WEIGHT, _Resolved
 from ._progress import Progress, Tracker
-from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding
+from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind
 from ._view import RunView, ToolCall
 
 if TYPE_CHECKING:
@@ -57,14 +57,23 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
             return {}, [Finding("arguments", "invalid_args", "high", f"arguments are not valid JSON ({e})")]
         if isinstance(parsed, dict):
             return _coerce_args(parsed)
-        return {}, [Finding("arguments", "invalid_args", "high", f"arguments must be a JSON object, got {type(parsed).__name__}")]
+        return {}, [
+            Finding(
+                "arguments",
+                "invalid_args",
+                "high",
+                f"arguments must be a JSON object, got {type(parsed).__name__}",
+            )
+        ]
     dump = getattr(raw, "model_dump", None)
     if callable(dump):
         try:
             return _coerce_args(dump(mode="json"))
         except Exception as e:
             return {}, [Finding("arguments", "invalid_args", "high", f"arguments could not be read ({e!r})")]
-    return {}, [Finding("arguments", "invalid_args", "high", f"arguments must be an object, got {type(raw).__name__}")]
+    return {}, [
+        Finding("arguments", "invalid_args", "high", f"arguments must be an object, got {type(raw).__name__}")
+    ]
 
 
 def _output_hash(output: Any) -> int:
@@ -127,13 +136,19 @@ class Run:
             self._apply_user(seq, text)
 
     def model(
-        self, text: str | None = "", tool_calls: Sequence[Mapping[str, Any]] | None = None, *, tokens: int | None = None
+        self,
+        text: str | None = "",
+        tool_calls: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        tokens: int | None = None,
     ) -> Decision:
         """A model turn: its text (proposals the user may confirm) and the tool calls it proposes."""
         with self._lock:
             self._touch()
             text = _text(text)
-            proposed = [dict(tc) if isinstance(tc, Mapping) else {"raw": repr(tc)} for tc in (tool_calls or ())]
+            proposed = [
+                dict(tc) if isinstance(tc, Mapping) else {"raw": repr(tc)} for tc in (tool_calls or ())
+            ]
             n = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0 else 0
             seq = self._next_seq()
             self._apply_model(seq, text, n)
@@ -162,7 +177,9 @@ class Run:
                     return self._decided[cid]
             resolved = self.policy.resolve(tool)
             seq = self._next_seq()
-            call = ToolCall(tool, parsed, cid or f"call-{seq}", seq, raw_args=None if isinstance(args, Mapping) else args)
+            call = ToolCall(
+                tool, parsed, cid or f"call-{seq}", seq, raw_args=None if isinstance(args, Mapping) else args
+            )
             sig = tool + "\x00" + canonical(parsed)
             try:
                 findings = [*problems, *self._before(call, resolved, sig)]
@@ -170,10 +187,20 @@ class Run:
             except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
                 decision = self._internal_error(resolved, call, e)
             self._apply_call(call, sig, decision, resolved)
-            data: dict[str, Any] = {"call_id": call.call_id, "tool": tool, "args": parsed, "decision": decision.to_dict()}
+            data: dict[str, Any] = {
+                "call_id": call.call_id,
+                "tool": tool,
+                "args": parsed,
+                "decision": decision.to_dict(),
+            }
             if call.raw_args is not None:
                 data["raw_args"] = call.raw_args if isinstance(call.raw_args, str) else repr(call.raw_args)
-            self._write(seq, "tool_call", data, durable=resolved.risk != "read" or decision.action not in ("allow", "block"))
+            self._write(
+                seq,
+                "tool_call",
+                data,
+                durable=resolved.risk != "read" or decision.action not in ("allow", "block"),
+            )
             return decision
 
     def tool_result(
@@ -193,12 +220,21 @@ class Run:
                 return self._results[cid]
             seq = self._next_seq()
             if call is None:
-                notes.append(Finding("call_id", "silent_tool_error", "note", f"result for unknown call id {cid!r}"))
+                notes.append(
+                    Finding("call_id", "silent_tool_error", "note", f"result for unknown call id {cid!r}")
+                )
                 call = ToolCall(str(tool or "<unknown>"), {}, cid or f"call-{seq}", seq)
-                self._apply_call(call, call.tool + "\x00{}", Decision.allow(), self.policy.resolve(call.tool), count=False)
+                self._apply_call(
+                    call, call.tool + "\x00{}", Decision.allow(), self.policy.resolve(call.tool), count=False
+                )
             elif not call.ran:
                 notes.append(
-                    Finding("call_id", "silent_tool_error", "note", f"result for a call headway decided {call.action!r}")
+                    Finding(
+                        "call_id",
+                        "silent_tool_error",
+                        "note",
+                        f"result for a call headway decided {call.action!r}",
+                    )
                 )
             resolved = self.policy.resolve(call.tool)
             parsed = parse_payload(output)
@@ -227,7 +263,9 @@ class Run:
                 "decision": decision.to_dict(),
             }
             # A write's result is the exactly-once ledger entry for its call: commit it before returning.
-            self._write(seq, "tool_result", data, durable=resolved.risk != "read" or decision.action != "allow")
+            self._write(
+                seq, "tool_result", data, durable=resolved.risk != "read" or decision.action != "allow"
+            )
             return decision
 
     def resolve(
@@ -253,7 +291,9 @@ class Run:
             if call is None:
                 raise HeadwayError(f"run {self.run_id!r} has no call {call_id!r}")
             if call.action not in ("escalate", "clarify"):
-                raise HeadwayError(f"call {call_id!r} is not waiting for a person (its decision was {call.action!r})")
+                raise HeadwayError(
+                    f"call {call_id!r} is not waiting for a person (its decision was {call.action!r})"
+                )
             if action not in HUMAN_ACTIONS:
                 raise HeadwayError(f"action must be one of {HUMAN_ACTIONS}, got {action!r}")
             if not by or not str(by).strip():
@@ -272,7 +312,9 @@ class Run:
                 probe = ToolCall(call.tool, new_args, call_id, call.step)
                 sig = call.tool + "\x00" + canonical(new_args)
                 findings = [*problems, *self._before(probe, resolved, sig, repeat_of=call)]
-                decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=probe, approved=True)
+                decision = self._gate(
+                    findings, resolved, tool=call.tool, call_id=call_id, call=probe, approved=True
+                )
             else:
                 if not text:
                     raise HeadwayError("an answer needs the user's `text`")
@@ -280,7 +322,12 @@ class Run:
                 sig = self._sigs.get(call_id, call.tool)
                 findings = self._before(call, resolved, sig, repeat_of=call)
                 decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=call)
-            data: dict[str, Any] = {"call_id": call_id, "action": action, "by": str(by), "decision": decision.to_dict()}
+            data: dict[str, Any] = {
+                "call_id": call_id,
+                "action": action,
+                "by": str(by),
+                "decision": decision.to_dict(),
+            }
             if message is not None:
                 data["message"] = _text(message)
             if action == "edit":
@@ -301,9 +348,13 @@ class Run:
             findings: list[Finding] = []
             try:
                 findings = self._end_findings(answer)
-                decision = self._gate(findings, "write", tool=None, call_id=None) if findings else Decision.allow()
+                decision = (
+                    self._gate(findings, "write", tool=None, call_id=None) if findings else Decision.allow()
+                )
             except Exception as e:
-                decision = Decision.allow(findings=(Finding("end", "unsupported_claim", "note", f"end checks crashed: {e!r}"),))
+                decision = Decision.allow(
+                    findings=(Finding("end", "unsupported_claim", "note", f"end checks crashed: {e!r}"),)
+                )
             self.final = decision
             self.ended = True
             self._record("end", {"final_answer": answer, "decision": decision.to_dict()}, durable=True)
@@ -332,9 +383,16 @@ class Run:
             return _checks.evaluate(check, call, self.view)
         except Exception as e:
             name = getattr(check, "name", repr(check))
-            kind = getattr(check, "kind", "policy_violation")
+            kind: Kind = getattr(check, "kind", "policy_violation")
             if resolved.risk == "read":
-                return [Finding(name, kind, "note", f"check {name} crashed ({type(e).__name__}: {e}); failing open on a read tool")]
+                return [
+                    Finding(
+                        name,
+                        kind,
+                        "note",
+                        f"check {name} crashed ({type(e).__name__}: {e}); failing open on a read tool",
+                    )
+                ]
             return [
                 Finding(
                     name,
@@ -346,7 +404,9 @@ class Run:
                 )
             ]
 
-    def _before(self, call: ToolCall, resolved: _Resolved, sig: str, repeat_of: ToolCall | None = None) -> list[Finding]:
+    def _before(
+        self, call: ToolCall, resolved: _Resolved, sig: str, repeat_of: ToolCall | None = None
+    ) -> list[Finding]:
         findings: list[Finding] = []
         for check in resolved.before:
             findings.extend(self._safe(check, call, resolved))
@@ -408,14 +468,20 @@ class Run:
             # is also ungrounded: the lookup may ground it); a decision a check demanded always counts.
             top = max(SEVERITY_WEIGHT[f.severity] for f in active)
             explicit = [(f.decision, f) for f in active if f.decision is not None]
-            remedies = [(self.policy.action_for(f.kind), f) for f in active if f.decision is None and SEVERITY_WEIGHT[f.severity] == top]
-            pool: list[tuple[Action, Finding]] = [*explicit, *remedies] if score >= th.tolerate else explicit  # type: ignore[list-item]
+            remedies = [
+                (self.policy.action_for(f.kind), f)
+                for f in active
+                if f.decision is None and SEVERITY_WEIGHT[f.severity] == top
+            ]
+            pool: list[tuple[Action, Finding]] = [*explicit, *remedies] if score >= th.tolerate else explicit
             if pool:
                 action = max((a for a, _ in pool), key=ACTION_RANK.__getitem__)
                 deciding = [f for a, f in pool if a == action]
             if action in ("allow", "block", "clarify") and score >= th.escalate:
                 action = "escalate"
-                deciding = [f for f in active if SEVERITY_WEIGHT[f.severity] * RISK_WEIGHT[risk] >= th.escalate]
+                deciding = [
+                    f for f in active if SEVERITY_WEIGHT[f.severity] * RISK_WEIGHT[risk] >= th.escalate
+                ]
         if after and risk != "read" and action in ("block", "clarify"):
             # The side effect already happened: the model cannot undo it by retrying; a person must look.
             action = "escalate"
@@ -424,11 +490,20 @@ class Run:
             if why is not None:
                 return Decision("escalate", why[0], (*fs, *why[1]), score, tool, call_id)
         if action == "allow":
-            return Decision("allow", "tolerated: " + "; ".join(f.message for f in active) if active else "", fs, score, tool, call_id)
+            return Decision(
+                "allow",
+                "tolerated: " + "; ".join(f.message for f in active) if active else "",
+                fs,
+                score,
+                tool,
+                call_id,
+            )
         reason = "; ".join(f.message for f in [*deciding, *(f for f in active if f not in deciding)])
         question = None
         if action == "clarify":
-            question = next((str(f.evidence["question"]) for f in deciding if "question" in f.evidence), reason)
+            question = next(
+                (str(f.evidence["question"]) for f in deciding if "question" in f.evidence), reason
+            )
         return Decision(action, reason, fs, score, tool, call_id, question)
 
     def _approval(self, call: ToolCall, resolved: _Resolved) -> tuple[str, tuple[Finding, ...]] | None:
@@ -437,14 +512,24 @@ class Run:
                 if cond(call):
                     return f"{call.tool} needs a person's approval under this policy", ()
             except Exception as e:
-                note = Finding("approve_when", "policy_violation", "note", f"approval condition crashed ({e!r}); asking a person")
+                note = Finding(
+                    "approve_when",
+                    "policy_violation",
+                    "note",
+                    f"approval condition crashed ({e!r}); asking a person",
+                )
                 return f"{call.tool}: the approval condition could not be evaluated", (note,)
         return None
 
     def _internal_error(self, resolved: _Resolved, call: ToolCall, e: BaseException) -> Decision:
         msg = f"headway could not evaluate {call.tool} ({type(e).__name__}: {e})"
         if resolved.risk == "read":
-            return Decision.allow(msg, (Finding("headway", "policy_violation", "note", msg),), tool=call.tool, call_id=call.call_id)
+            return Decision.allow(
+                msg,
+                (Finding("headway", "policy_violation", "note", msg),),
+                tool=call.tool,
+                call_id=call.call_id,
+            )
         finding = Finding("headway", "policy_violation", "high", msg + "; failing closed", {}, "escalate")
         return Decision.escalate(msg + "; failing closed", (finding,), tool=call.tool, call_id=call.call_id)
 
@@ -463,23 +548,36 @@ class Run:
                 continue
             if calls and calls[-1].failed:
                 c = calls[-1]
-                findings.append(Finding(
-                    "claims", "ignored_tool_error", "high",
-                    f"the answer says {sentence!r} but {tool} failed at step {c.step} ({c.error or 'flagged result'})",
-                    {"tool": tool, "sentence": sentence, "steps": [c.step]},
-                ))
+                findings.append(
+                    Finding(
+                        "claims",
+                        "ignored_tool_error",
+                        "high",
+                        f"the answer says {sentence!r} but {tool} failed at step {c.step} ({c.error or 'flagged result'})",
+                        {"tool": tool, "sentence": sentence, "steps": [c.step]},
+                    )
+                )
             else:
-                findings.append(Finding(
-                    "claims", "unsupported_claim", "high",
-                    f"the answer says {sentence!r} but no successful {tool} call backs it",
-                    {"tool": tool, "sentence": sentence},
-                ))
+                findings.append(
+                    Finding(
+                        "claims",
+                        "unsupported_claim",
+                        "high",
+                        f"the answer says {sentence!r} but no successful {tool} call backs it",
+                        {"tool": tool, "sentence": sentence},
+                    )
+                )
         missing = [m for m in self.policy.required_milestones if m not in self.view.milestones]
         if missing:
-            findings.append(Finding(
-                "milestones", "abandoned", "medium",
-                f"the run ended before reaching {', '.join(missing)}", {"missing": missing},
-            ))
+            findings.append(
+                Finding(
+                    "milestones",
+                    "abandoned",
+                    "medium",
+                    f"the run ended before reaching {', '.join(missing)}",
+                    {"missing": missing},
+                )
+            )
         return findings
 
     # ---- applying (live and restore) ------------------------------------------------------------------
@@ -496,7 +594,9 @@ class Run:
         self.view.steps += 1
         self.view.tokens += tokens
 
-    def _apply_call(self, call: ToolCall, sig: str, decision: Decision, resolved: _Resolved, *, count: bool = True) -> None:
+    def _apply_call(
+        self, call: ToolCall, sig: str, decision: Decision, resolved: _Resolved, *, count: bool = True
+    ) -> None:
         call.action = decision.action
         call.findings = decision.findings
         self.view._add_call(call)
@@ -511,16 +611,26 @@ class Run:
             if count:
                 self._tracker.on_ran(sig, call.step)
 
-    def _apply_result(self, call: ToolCall, output: Any, error: str | None, after: tuple[Finding, ...],
-                      milestones: Sequence[str] | None = None) -> tuple[list[Finding], list[str]]:
+    def _apply_result(
+        self,
+        call: ToolCall,
+        output: Any,
+        error: str | None,
+        after: tuple[Finding, ...],
+        milestones: Sequence[str] | None = None,
+    ) -> tuple[list[Finding], list[str]]:
         """Index a result; returns findings for conflicts it revealed, and the milestones it reached."""
         call.output, call.error, call.done = output, error, True
-        call.flagged = any(f.kind == "silent_tool_error" and f.severity != "note" and f.check != CONFLICT for f in after)
+        call.flagged = any(
+            f.kind == "silent_tool_error" and f.severity != "note" and f.check != CONFLICT for f in after
+        )
         resolved = self.policy.resolve(call.tool)
         found = self.view._add_result(call, read=resolved.risk == "read")
         conflicts = [
             Finding(
-                CONFLICT, "silent_tool_error", "medium",
+                CONFLICT,
+                "silent_tool_error",
+                "medium",
                 f"{call.tool} says {c.field}={c.after!r} for {c.entity[0]}={c.entity[1]!r}, but step {c.steps[0]} "
                 f"said {c.before!r} and nothing changed it since",
                 {"entity": list(c.entity), "field": c.field, "steps": list(c.steps)},
@@ -530,9 +640,20 @@ class Run:
         if conflicts:
             call.flagged = True
         ident = self.policy.identity
-        if ident is not None and ident.tool is not None and call.succeeded and any_match(as_patterns(ident.tool), call.tool):
+        if (
+            ident is not None
+            and ident.tool is not None
+            and call.succeeded
+            and any_match(as_patterns(ident.tool), call.tool)
+        ):
             out = call.output
-            value = out.get(ident.field) if isinstance(out, Mapping) else out if isinstance(out, str | int) else None
+            value = (
+                out.get(ident.field)
+                if isinstance(out, Mapping)
+                else out
+                if isinstance(out, str | int)
+                else None
+            )
             if value is not None:
                 self.view.identity = str(value)
         if milestones is None:
@@ -541,7 +662,9 @@ class Run:
             if m not in self.view.milestones:
                 self.view.milestones.append(m)
         if error is None:
-            self._tracker.on_result(self._sigs.get(call.call_id, call.tool), _output_hash(output), bool(milestones))
+            self._tracker.on_result(
+                self._sigs.get(call.call_id, call.tool), _output_hash(output), bool(milestones)
+            )
         return conflicts, list(milestones)
 
     def _reach_milestones(self, call: ToolCall) -> list[str]:
@@ -568,7 +691,12 @@ class Run:
             call.flagged = True
 
     def _apply_human(
-        self, call: ToolCall, action: HumanAction, decision: Decision, new_args: dict[str, Any] | None, resolved: _Resolved
+        self,
+        call: ToolCall,
+        action: HumanAction,
+        decision: Decision,
+        new_args: dict[str, Any] | None,
+        resolved: _Resolved,
     ) -> None:
         if new_args is not None:
             call.args = new_args
@@ -597,27 +725,34 @@ class Run:
                 dec = Decision.from_dict(d["decision"])
                 args = d.get("args") or {}
                 call = ToolCall(str(d["tool"]), dict(args), str(d["call_id"]), ev.seq)
-                self._apply_call(call, call.tool + "\x00" + canonical(call.args), dec, self.policy.resolve(call.tool))
+                self._apply_call(
+                    call, call.tool + "\x00" + canonical(call.args), dec, self.policy.resolve(call.tool)
+                )
             elif ev.type == "tool_result":
                 dec = Decision.from_dict(d["decision"])
                 cid = str(d["call_id"])
-                call = self.view.call(cid)
-                if call is None:
-                    call = ToolCall(str(d.get("tool") or "<unknown>"), {}, cid, ev.seq)
-                    self._apply_call(call, call.tool + "\x00{}", Decision.allow(), self.policy.resolve(call.tool), count=False)
+                done = self.view.call(cid)
+                if done is None:
+                    done = ToolCall(str(d.get("tool") or "<unknown>"), {}, cid, ev.seq)
+                    self._apply_call(
+                        done,
+                        done.tool + "\x00{}",
+                        Decision.allow(),
+                        self.policy.resolve(done.tool),
+                        count=False,
+                    )
                 after = tuple(f for f in dec.findings if f.check != CONFLICT)
-                self._apply_result(call, d.get("output"), d.get("error"), after, d.get("milestones") or [])
-                self._finish_result(call, dec)
+                self._apply_result(done, d.get("output"), d.get("error"), after, d.get("milestones") or [])
+                self._finish_result(done, dec)
                 self._results[cid] = dec
             elif ev.type == "human":
-                cid = str(d["call_id"])
-                call = self.view.call(cid)
-                if call is None:
+                pending = self.view.call(str(d["call_id"]))
+                if pending is None:
                     continue
                 dec = Decision.from_dict(d["decision"])
                 if d.get("action") == "answer" and d.get("text"):
                     self._apply_user(ev.seq, str(d["text"]))
-                self._apply_human(call, d["action"], dec, d.get("args"), self.policy.resolve(call.tool))
+                self._apply_human(pending, d["action"], dec, d.get("args"), self.policy.resolve(pending.tool))
             elif ev.type == "end":
                 self.ended = True
                 self.final = Decision.from_dict(d["decision"])

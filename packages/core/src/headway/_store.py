@@ -25,7 +25,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, cast, runtime_checkable
 
-from headway._types import Event, EventType
+from ._types import Event, EventType
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -543,6 +543,9 @@ class _Backend:
             with self.buf_lock:
                 self.buf[:0] = batch
                 self.first_at = time.monotonic()
+                if self.thread is None:
+                    self._start_thread()
+                self.cond.notify()  # the flusher may be asleep with no deadline: the buffer was empty
             raise
 
     def _write(self, batch: list[_Row]) -> None:
@@ -563,7 +566,7 @@ class _Backend:
                     inserted = self._insert_one_by_one(rows)
                 if inserted == len(rows):
                     self._upsert_run(run_id, rows)
-                elif inserted > 0:
+                elif inserted != 0:
                     conn.execute(_RECOUNT_RUN, {"run_id": run_id})
             conn.execute("COMMIT")
         except BaseException:
@@ -572,15 +575,18 @@ class _Backend:
             raise
 
     def _insert_one_by_one(self, rows: list[_Row]) -> int:
-        # -1 forces a recount: rows the failed executemany already wrote now count as duplicates.
+        """Insert what can be bound and log the rest. Returns -1 (recount: rows the failed executemany
+        already wrote now look like duplicates) or 0 if nothing was stored."""
+        stored = False
         for r in rows:
             try:
                 self.conn.execute(_INSERT, r)
+                stored = True
             except _BIND_ERRORS as exc:
                 _log.error(
                     "headway: dropping an event that SQLite cannot store (run %r seq %r): %s", r[0], r[1], exc
                 )
-        return -1
+        return -1 if stored else 0
 
     def _upsert_run(self, run_id: str, rows: list[_Row]) -> None:
         started: float | None = None

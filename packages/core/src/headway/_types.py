@@ -38,7 +38,13 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 # Strength order: when findings disagree, the strongest requested action wins.
 ACTION_RANK: Mapping[Action, int] = {a: i for i, a in enumerate(ACTIONS)}
 # Severity weights feed the numeric risk score of a decision (see `Thresholds`). `note` never blocks.
-SEVERITY_WEIGHT: Mapping[Severity, float] = {"note": 0.0, "low": 0.25, "medium": 0.5, "high": 0.8, "critical": 1.0}
+SEVERITY_WEIGHT: Mapping[Severity, float] = {
+    "note": 0.0,
+    "low": 0.25,
+    "medium": 0.5,
+    "high": 0.8,
+    "critical": 1.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,4 +183,10 @@ class Event:
     data: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "seq": self.seq, "ts": self.ts, "type": self.type, "data": dict(self.data)}
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "type": self.type,
+            "data": dict(self.data),
+        }

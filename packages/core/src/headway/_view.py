@@ -121,7 +121,9 @@ class RunView:
         # value key -> where tool outputs showed it (per tool), and whether a clean result did.
         self._values: dict[str, dict[str, _Source]] = {}
         # (id field, value key) -> latest (step, tool, entity dict) per tool.
-        self._entities: dict[tuple[str, str], dict[str, tuple[int, str, Mapping[str, Any]]]] = defaultdict(dict)
+        self._entities: dict[tuple[str, str], dict[str, tuple[int, str, Mapping[str, Any]]]] = defaultdict(
+            dict
+        )
         # (id field, value key) -> field -> (value key, step, raw value) of the latest read observation.
         self._observed: dict[tuple[str, str], dict[str, tuple[str | None, int, Any]]] = defaultdict(dict)
         self._conflicted: dict[tuple[str, str], list[Conflict]] = defaultdict(list)
@@ -139,7 +141,9 @@ class RunView:
             return self._now
         return self._now()
 
-    def calls(self, tool: str | Sequence[str] | None = None, *, include_blocked: bool = False) -> list[ToolCall]:
+    def calls(
+        self, tool: str | Sequence[str] | None = None, *, include_blocked: bool = False
+    ) -> list[ToolCall]:
         """Earlier calls that ran (or every attempt with `include_blocked`), oldest first."""
         if tool is None:
             pool = self._calls
@@ -329,7 +333,9 @@ class RunView:
                 src.flagged_steps.append(call.step)
         return new_conflicts
 
-    def _index_dict(self, call: ToolCall, d: Mapping[str, Any], read: bool, conflicts: list[Conflict]) -> None:
+    def _index_dict(
+        self, call: ToolCall, d: Mapping[Any, Any], read: bool, conflicts: list[Conflict]
+    ) -> None:
         primary: tuple[str, str] | None = None
         for key, value in list(d.items())[:MAX_LEAVES]:
             if not isinstance(key, str):
@@ -400,7 +406,9 @@ class RunView:
                 if not any_match(pats, tool):
                     continue
                 entity = hit[2]
-                if all(norm(entity.get(f)) == norm(v) for f, v in items) and (best is None or hit[0] > best[0]):
+                if all(norm(entity.get(f)) == norm(v) for f, v in items) and (
+                    best is None or hit[0] > best[0]
+                ):
                     best = hit
             break
         return best

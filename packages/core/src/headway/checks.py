@@ -92,13 +92,16 @@ def evaluate(check: Check, call: ToolCall, view: RunView) -> list[Finding]:
     if isinstance(result, Finding):
         return [result]
     out: list[Finding] = []
-    for r in result:
+    items: Iterable[Any] = result
+    for r in items:
         if isinstance(r, Finding):
             out.append(r)
         elif isinstance(r, str):
             out.append(Finding(check.name, check.kind, check.severity, r))
         else:
-            raise TypeError(f"check {check.name!r} returned {type(r).__name__}; expected None, str or Finding")
+            raise TypeError(
+                f"check {check.name!r} returned {type(r).__name__}; expected None, str or Finding"
+            )
     return out
 
 
@@ -106,7 +109,9 @@ def evaluate(check: Check, call: ToolCall, view: RunView) -> list[Finding]:
 
 
 class _FunctionCheck(_Check):
-    def __init__(self, fn: Callable[[ToolCall, RunView], CheckResult], name: str, kind: Kind, severity: Severity):
+    def __init__(
+        self, fn: Callable[[ToolCall, RunView], CheckResult], name: str, kind: Kind, severity: Severity
+    ):
         super().__init__(name, kind, severity)
         self.fn = fn
         self.__doc__ = fn.__doc__
@@ -140,7 +145,7 @@ def check(
     """
 
     def wrap(f: CheckFn) -> Check:
-        return _FunctionCheck(f, name or getattr(f, "__name__", "check"), kind, severity)
+        return _FunctionCheck(f, name or str(getattr(f, "__name__", "check")), kind, severity)
 
     return wrap(fn) if fn is not None else wrap
 
@@ -152,7 +157,9 @@ def as_check(obj: Any, *, name: str | None = None) -> Check:
     if callable(obj) and all(hasattr(obj, a) for a in ("name", "kind", "severity")):
         return obj  # type: ignore[no-any-return]
     if callable(obj):
-        return _FunctionCheck(obj, name or getattr(obj, "__name__", "check"), "policy_violation", "medium")
+        return _FunctionCheck(
+            obj, name or str(getattr(obj, "__name__", "check")), "policy_violation", "medium"
+        )
     raise TypeError(f"not a check: {obj!r}")
 
 
@@ -184,7 +191,9 @@ class _Bounds(_Check):
         raw = call.args[self.arg]
         x = _number(raw)
         if x is None or not math.isfinite(x):
-            return self.finding(f"{self.arg} must be a finite number, got {raw!r}", arg=self.arg, value=repr(raw))
+            return self.finding(
+                f"{self.arg} must be a finite number, got {raw!r}", arg=self.arg, value=repr(raw)
+            )
         if self.lo is not None and x < self.lo:
             return self.finding(f"{self.arg}={raw} is below the minimum {self.lo:g}", arg=self.arg, value=x)
         if self.hi is not None and x > self.hi:
@@ -192,7 +201,9 @@ class _Bounds(_Check):
         return None
 
 
-def bounds(arg: str, *, min: float | None = None, max: float | None = None, severity: Severity = "high") -> Check:  # noqa: A002
+def bounds(
+    arg: str, *, min: float | None = None, max: float | None = None, severity: Severity = "high"
+) -> Check:
     """Numeric argument within [min, max]; a non-number or NaN is `invalid_args` too."""
     return _Bounds(arg, min, max, severity)
 
@@ -232,14 +243,16 @@ class _Schema(_Check):
         errors = self.validate(value)
         if not errors:
             return None
-        return self.finding(f"{self.target} do not match the schema: " + "; ".join(errors[:5]), errors=errors[:20])
+        return self.finding(
+            f"{self.target} do not match the schema: " + "; ".join(errors[:5]), errors=errors[:20]
+        )
 
 
 def _validator(schema: Any) -> Callable[[Any], list[str]]:
     """A function returning error strings, from a pydantic model / Python type, or a JSON schema dict."""
     if isinstance(schema, Mapping):
         try:
-            import jsonschema
+            import jsonschema  # type: ignore[import-untyped,unused-ignore]
         except ImportError as e:  # pragma: no cover - exercised only without the extra
             raise ImportError(
                 'JSON-schema checks need the jsonschema package: pip install "headway[jsonschema]"'
@@ -249,7 +262,10 @@ def _validator(schema: Any) -> Callable[[Any], list[str]]:
         v = cls(schema)
 
         def check_json(value: Any) -> list[str]:
-            return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in v.iter_errors(value)]
+            return [
+                f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+                for e in v.iter_errors(value)
+            ]
 
         return check_json
     from pydantic import TypeAdapter, ValidationError
@@ -296,8 +312,7 @@ class _RequiresPrior(_Check):
             prior = view.calls_with(self.tools, want)
             # An earlier output that names the entity (a list or search result) also counts.
             if not prior and len(want) == 1:
-                (field_name, value), = want.items()
-                hit = view._latest_entity(self.tools, want)  # noqa: SLF001 - same package
+                hit = view._latest_entity(self.tools, want)
                 if hit is not None:
                     last = view.last_call(hit[1], succeeded=True)
                     if last is not None:
@@ -325,7 +340,9 @@ class _RequiresPrior(_Check):
         )
 
 
-def requires_prior(tools: str | Sequence[str], *, same: Sequence[str] = (), severity: Severity = "high") -> Check:
+def requires_prior(
+    tools: str | Sequence[str], *, same: Sequence[str] = (), severity: Severity = "high"
+) -> Check:
     """One of these tools (names or globs) succeeded earlier in the run, with the same `same` arguments.
 
     A prior call counts when it ran without an error and no after-check flagged it. With `same`, the
@@ -340,7 +357,9 @@ def _default_covering(args: Mapping[str, Any]) -> list[str]:
     for k, v in args.items():
         if isinstance(v, bool) or v is None:
             continue
-        if isinstance(v, int | float) or (isinstance(v, str) and v.strip() and len(v) <= 64 and " " not in v.strip()):
+        if isinstance(v, int | float) or (
+            isinstance(v, str) and v.strip() and len(v) <= 64 and " " not in v.strip()
+        ):
             out.append(k)
     return out
 
@@ -355,7 +374,9 @@ class _Confirmed(_Check):
         values = ", ".join(f"{n}={call.args[n]!r}" for n in names if n in call.args)
         if view.refused():
             return self.finding(
-                f"the user said no; do not run {call.tool}", decision="block", answer=view.user_messages[-1][:200]
+                f"the user said no; do not run {call.tool}",
+                decision="block",
+                answer=view.user_messages[-1][:200],
             )
         conf = view.confirmation()
         if conf is None:
@@ -368,7 +389,9 @@ class _Confirmed(_Check):
             n
             for n in names
             if n in call.args
-            and not all(k is None or mentions(proposal, k) for k in (norm(v) for _, v in leaves(call.args[n])))
+            and not all(
+                k is None or mentions(proposal, k) for k in (norm(v) for _, v in leaves(call.args[n]))
+            )
         ]
         if missing:
             return self.finding(
@@ -456,10 +479,11 @@ class _Observed(_Check):
         if len(want) < len(self.match):
             return None
         label = ", ".join(f"{k}={v!r}" for k, v in want.items())
-        hit = view._latest_entity(self.tools, want)  # noqa: SLF001 - same package
+        hit = view._latest_entity(self.tools, want)
         if hit is None:
             return self.finding(
-                f"no result of {' or '.join(self.tools)} shows {label}; look it up before {call.tool}", match=want
+                f"no result of {' or '.join(self.tools)} shows {label}; look it up before {call.tool}",
+                match=want,
             )
         step, tool, entity = hit
         first_field, first_value = next(iter(want.items()))
@@ -593,7 +617,7 @@ class _Unambiguous(_Check):
 
     def run(self, call: ToolCall, view: RunView) -> CheckResult:
         names = self.args or tuple(a for a in call.args if is_id_key(a))
-        conf: tuple[str, str] | None | bool = False
+        conf: tuple[str, str] | bool | None = False
         for name in names:
             if name not in call.args:
                 continue
@@ -673,7 +697,9 @@ class _NoErrorPayload(_Check):
         err = _error_in(call.output)
         if err is None:
             return None
-        return self.finding(f"{call.tool} reported success but its result carries an error ({err})", error=err)
+        return self.finding(
+            f"{call.tool} reported success but its result carries an error ({err})", error=err
+        )
 
 
 def no_error_payload(*, severity: Severity = "high") -> Check:
@@ -723,7 +749,9 @@ class _NotTruncated(_Check):
         if _TRUNCATION_RE.search(out[-40:]):
             return self.finding(f"{call.tool} returned a result that ends in a truncation marker")
         if self.max_chars is not None and len(out) >= self.max_chars:
-            return self.finding(f"{call.tool} returned {len(out)} characters, the tool's limit: likely truncated")
+            return self.finding(
+                f"{call.tool} returned {len(out)} characters, the tool's limit: likely truncated"
+            )
         return None
 
 
@@ -768,7 +796,9 @@ class _ConsistentWithArgs(_Check):
         return None
 
 
-def consistent_with_args(*args: str, fields: Mapping[str, str] | None = None, severity: Severity = "high") -> Check:
+def consistent_with_args(
+    *args: str, fields: Mapping[str, str] | None = None, severity: Severity = "high"
+) -> Check:
     """After a call: fields of the result that echo an argument hold the same value (normalised).
 
     `fields` maps an argument to a differently named result field ({"amount": "refunded_amount"}).
@@ -785,7 +815,9 @@ class _AnyOf(_Check):
         if not parts:
             raise ValueError("any_of needs at least one check")
         first = parts[0]
-        super().__init__("any_of(" + ", ".join(p.name for p in parts) + ")", first.kind, severity or first.severity)
+        super().__init__(
+            "any_of(" + ", ".join(p.name for p in parts) + ")", first.kind, severity or first.severity
+        )
         self.parts = tuple(parts)
 
     def run(self, call: ToolCall, view: RunView) -> CheckResult:

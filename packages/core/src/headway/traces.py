@@ -14,8 +14,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from headway._store import MemoryStore, RunInfo, SQLiteStore, TraceFormatError, TraceStore, encode_data
-from headway._types import Event, EventType
+from ._store import MemoryStore, RunInfo, SQLiteStore, TraceFormatError, TraceStore, encode_data
+from ._types import Event, EventType
 
 __all__ = [
     "Event",
