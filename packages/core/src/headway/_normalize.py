@@ -36,14 +36,21 @@ def number_key(x: float) -> str | None:
 
 def norm(value: Any) -> str | None:
     """Normalisation key of a scalar, or None when the value cannot be compared (None, NaN, containers)."""
-    if isinstance(value, str):
-        s = _WS_RE.sub(" ", value.strip()).casefold()
+    tp = type(value)
+    if tp is str or isinstance(value, str):
+        s = value.strip().casefold()
+        if "  " in s or "\n" in s or "\t" in s or "\r" in s:
+            s = _WS_RE.sub(" ", s)
         if s and (s[0].isdigit() or s[0] in "-+$€£.") and _NUMBER_RE.match(s):
             try:
                 return number_key(float(s.lstrip("+$€£ ").replace(",", "").replace("$", "").replace(" ", "")))
             except ValueError:
                 return s
         return s or None
+    if tp is int:
+        return str(value)
+    if tp is float:
+        return number_key(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

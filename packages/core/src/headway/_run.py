@@ -77,7 +77,9 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
 
 
 def _output_hash(output: Any) -> int:
-    return hash(output) if isinstance(output, str) else hash(canonical(output))
+    # repr is C-fast and stable for equal payloads in the same key order, which is what "the same
+    # result again" means for one tool.
+    return hash(output) if isinstance(output, str) else hash(repr(output))
 
 
 def _dedupe(findings: Iterable[Finding]) -> tuple[Finding, ...]:
@@ -456,6 +458,8 @@ class Run:
         approved: bool = False,
     ) -> Decision:
         """The autonomy gate: findings x tool risk -> one decision, by the policy's thresholds."""
+        if not findings and (isinstance(resolved, str) or not resolved.approve_when or call is None or approved):
+            return Decision("allow", "", (), 0.0, tool, call_id)  # the common case, kept cheap
         risk = resolved if isinstance(resolved, str) else resolved.risk
         fs = _dedupe(findings)
         active = [f for f in fs if f.severity != "note"]

@@ -9,17 +9,17 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ._normalize import (
+    MAX_DEPTH,
     MAX_LEAVES,
     any_match,
     as_patterns,
-    dicts,
     is_id_key,
-    leaves,
+    is_scalar,
     mentions,
     norm,
     norm_text,
@@ -87,12 +87,6 @@ class Conflict:
     steps: tuple[int, int]
 
 
-@dataclass(slots=True)
-class _Source:
-    clean: bool = False
-    flagged_steps: list[int] = field(default_factory=list)
-
-
 class RunView:
     """Read-only view of one run for checks: `calls`, `last_output`, messages, milestones, identity."""
 
@@ -118,8 +112,10 @@ class RunView:
         self._by_tool: dict[str, list[ToolCall]] = defaultdict(list)
         # (tool, arg name, value key) -> calls that ran with that argument value, oldest first.
         self._by_arg: dict[tuple[str, str, str], list[ToolCall]] = defaultdict(list)
-        # value key -> where tool outputs showed it (per tool), and whether a clean result did.
-        self._values: dict[str, dict[str, _Source]] = {}
+        # value key -> tool -> whether a clean (unflagged, error-free) result of that tool showed it.
+        self._values: dict[str, dict[str, bool]] = {}
+        # value key -> steps of flagged results that showed it (only for values seen in flagged results).
+        self._flagged_steps: dict[str, list[int]] = {}
         # (id field, value key) -> latest (step, tool, entity dict) per tool.
         self._entities: dict[tuple[str, str], dict[str, tuple[int, str, Mapping[str, Any]]]] = defaultdict(
             dict
@@ -215,10 +211,9 @@ class RunView:
         k = norm(value)
         if k is None or k not in self._values or k in self._user_keys or mentions(self._user_text, k):
             return None
-        srcs = self._values[k].values()
-        if any(s.clean for s in srcs):
+        if any(self._values[k].values()):
             return None
-        return sorted(step for s in srcs for step in s.flagged_steps)
+        return sorted(self._flagged_steps.get(k, ()))
 
     def candidates(self, arg: str) -> tuple[int, str, tuple[str, ...], tuple[Any, ...]] | None:
         """The latest tool output that listed several values for this argument: (step, tool, keys, values)."""
@@ -298,54 +293,84 @@ class RunView:
             self.last_write_step = call.step
 
     def _add_result(self, call: ToolCall, read: bool) -> list[Conflict]:
-        """Index a result's values, entities and candidate lists; returns new conflicts it revealed."""
+        """Index a result's values, entities and candidate lists in one walk; returns new conflicts."""
         out = call.output
-        clean = not call.flagged and call.error is None
         new_conflicts: list[Conflict] = []
+        keys: set[str] = set()
         if isinstance(out, str):
-            keys: set[str] = text_keys(out)
+            keys = text_keys(out)
             k = norm(out)
             if k is not None and len(k) <= 200:
                 keys.add(k)
         else:
-            keys = set()
-            for key, leaf in leaves(out):
-                k = norm(leaf)
-                if k is None:
-                    continue
-                keys.add(k)
-                if isinstance(leaf, str) and " " in k and len(k) <= 200:
-                    keys |= text_keys(leaf)
-                if key is not None:
-                    keys.add(key.casefold())
-            for d in dicts(out):
-                self._index_dict(call, d, read, new_conflicts)
+            # One bounded, iterative walk (no recursion: payloads may be arbitrarily deep).
+            stack: list[tuple[Any, int]] = [(out, 0)]
+            budget = MAX_LEAVES
+            while stack and budget > 0:
+                v, depth = stack.pop()
+                budget -= 1
+                if type(v) is dict or isinstance(v, Mapping):
+                    self._index_dict(call, v, read, new_conflicts, keys, stack, depth)
+                elif isinstance(v, list | tuple):
+                    if depth < MAX_DEPTH:
+                        stack.extend((sub, depth + 1) for sub in v[:budget])
+                else:
+                    self._add_key(keys, v)
+        clean = not call.flagged and call.error is None
+        values = self._values
+        tool = call.tool
         for k in keys:
-            srcs = self._values.get(k)
+            srcs = values.get(k)
             if srcs is None:
-                srcs = self._values[k] = {}
-            src = srcs.get(call.tool)
-            if src is None:
-                src = srcs[call.tool] = _Source()
-            if clean:
-                src.clean = True
-            elif len(src.flagged_steps) < 8:
-                src.flagged_steps.append(call.step)
+                values[k] = {tool: clean}
+            elif clean:
+                srcs[tool] = True
+            else:
+                srcs.setdefault(tool, False)
+        if not clean:
+            for k in keys:
+                steps = self._flagged_steps.setdefault(k, [])
+                if len(steps) < 8:
+                    steps.append(call.step)
         return new_conflicts
 
+    @staticmethod
+    def _add_key(keys: set[str], value: Any) -> str | None:
+        k = norm(value)
+        if k is not None:
+            keys.add(k)
+            if type(value) is str and " " in k and len(k) <= 200:
+                keys |= text_keys(value)
+        return k
+
     def _index_dict(
-        self, call: ToolCall, d: Mapping[Any, Any], read: bool, conflicts: list[Conflict]
+        self,
+        call: ToolCall,
+        d: Mapping[Any, Any],
+        read: bool,
+        conflicts: list[Conflict],
+        keys: set[str],
+        stack: list[tuple[Any, int]],
+        depth: int,
     ) -> None:
         primary: tuple[str, str] | None = None
-        for key, value in list(d.items())[:MAX_LEAVES]:
+        fields: list[tuple[str, str | None, Any]] = []
+        for i, (key, value) in enumerate(d.items()):
+            if i >= MAX_LEAVES:
+                break
             if not isinstance(key, str):
+                key = str(key)
+            keys.add(key.casefold())
+            tv = type(value)
+            if tv is not str and tv is not int and tv is not float and not is_scalar(value):
+                if depth < MAX_DEPTH and isinstance(value, Mapping | list | tuple):
+                    stack.append((value, depth + 1))
+                if tv is list and len(value) >= 2:
+                    self._index_candidates(call, key, value)
                 continue
-            if isinstance(value, list) and len(value) >= 2:
-                self._index_candidates(call, key, value)
-            if is_id_key(key):
-                k = norm(value)
-                if k is None:
-                    continue
+            k = self._add_key(keys, value)
+            fields.append((key, k, value))
+            if k is not None and is_id_key(key):
                 ent = (key, k)
                 self._entities[ent][call.tool] = (call.step, call.tool, d)
                 if primary is None:
@@ -353,19 +378,12 @@ class RunView:
         if primary is None or not call.succeeded:
             return
         seen = self._observed[primary]
-        for key, value in d.items():
-            if not isinstance(key, str) or (key, norm(value)) == primary:
+        stale = self.last_write_step
+        for key, k, value in fields:
+            if key == primary[0]:
                 continue
-            k = norm(value)
             prev = seen.get(key)
-            if (
-                read
-                and prev is not None
-                and prev[0] != k
-                and prev[1] > self.last_write_step
-                and k is not None
-                and prev[0] is not None
-            ):
+            if read and prev is not None and prev[0] != k and prev[1] > stale and k is not None and prev[0] is not None:
                 c = Conflict(primary, key, prev[2], value, (prev[1], call.step))
                 conflicts.append(c)
                 self.conflicts.append(c)

@@ -1,6 +1,6 @@
 """Recorded runs, read back: open a trace database, stream its events, export and import JSONL.
 
-Whatever wrote them (a SQLiteStore, a JSONL file, another tool), events come back as validated `Event`s.
+Every source reads back as a stream of `Event`s; JSONL from elsewhere is validated line by line.
 """
 
 from __future__ import annotations
