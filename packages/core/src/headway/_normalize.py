@@ -38,7 +38,7 @@ def norm(value: Any) -> str | None:
     """Normalisation key of a scalar, or None when the value cannot be compared (None, NaN, containers)."""
     tp = type(value)
     if tp is str or isinstance(value, str):
-        s = value.strip().casefold()
+        s: str = value.strip().casefold()
         if "  " in s or "\n" in s or "\t" in s or "\r" in s:
             s = _WS_RE.sub(" ", s)
         if s and (s[0].isdigit() or s[0] in "-+$€£.") and _NUMBER_RE.match(s):

@@ -9,6 +9,7 @@ the trace store, so a restored run is the run that was recorded.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -34,6 +35,7 @@ CONFLICT = "consistent_with_observations"
 TAINT = "taint"
 _AUTO_UNAMBIGUOUS = _checks.unambiguous(severity="high")
 _MAX_TEXT = 100_000
+_log = logging.getLogger("headway")
 
 
 def _text(value: Any) -> str:
@@ -188,7 +190,6 @@ class Run:
                 decision = self._gate(findings, resolved, tool=tool, call_id=call.call_id, call=call)
             except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
                 decision = self._internal_error(resolved, call, e)
-            self._apply_call(call, sig, decision, resolved)
             data: dict[str, Any] = {
                 "call_id": call.call_id,
                 "tool": tool,
@@ -197,12 +198,19 @@ class Run:
             }
             if call.raw_args is not None:
                 data["raw_args"] = call.raw_args if isinstance(call.raw_args, str) else repr(call.raw_args)
-            self._write(
-                seq,
-                "tool_call",
-                data,
-                durable=resolved.risk != "read" or decision.action not in ("allow", "block"),
-            )
+            durable = resolved.risk != "read" or decision.action not in ("allow", "block")
+            try:
+                self._write(seq, "tool_call", data, durable=durable, strict=durable)
+            except Exception as e:
+                # Fail closed: a side effect whose permission is not on disk must not happen.
+                if decision.action == "allow":
+                    decision = Decision.block(
+                        f"headway could not record this decision ({type(e).__name__}: {e}); the call was not run",
+                        decision.findings,
+                        tool=tool,
+                        call_id=call.call_id,
+                    )
+            self._apply_call(call, sig, decision, resolved)
             return decision
 
     def tool_result(
@@ -337,7 +345,7 @@ class Run:
             if action == "answer":
                 data["text"] = _text(text)
             self._apply_human(call, action, decision, new_args if action == "edit" else None, resolved)
-            self._write(seq, "human", data, durable=True)
+            self._write(seq, "human", data, durable=True, strict=True)
             return decision
 
     def end(self, final_answer: str | None = None) -> Decision:
@@ -458,7 +466,9 @@ class Run:
         approved: bool = False,
     ) -> Decision:
         """The autonomy gate: findings x tool risk -> one decision, by the policy's thresholds."""
-        if not findings and (isinstance(resolved, str) or not resolved.approve_when or call is None or approved):
+        if not findings and (
+            isinstance(resolved, str) or not resolved.approve_when or call is None or approved
+        ):
             return Decision("allow", "", (), 0.0, tool, call_id)  # the common case, kept cheap
         risk = resolved if isinstance(resolved, str) else resolved.risk
         fs = _dedupe(findings)
@@ -775,8 +785,17 @@ class Run:
         self._write(seq, type_, data, durable=durable)
         return seq
 
-    def _write(self, seq: int, type_: EventType, data: dict[str, Any], *, durable: bool) -> None:
-        self._store.append(Event(self.run_id, seq, time.time(), type_, data), durable=durable)
+    def _write(
+        self, seq: int, type_: EventType, data: dict[str, Any], *, durable: bool, strict: bool = False
+    ) -> None:
+        """Append to the trace store. A failure raises only when `strict` (the caller fails closed);
+        otherwise it is logged: recording must never break the agent."""
+        try:
+            self._store.append(Event(self.run_id, seq, time.time(), type_, data), durable=durable)
+        except Exception:
+            if strict:
+                raise
+            _log.exception("headway: could not record %s event %s of run %s", type_, seq, self.run_id)
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id!r} steps={self.view.steps} ended={self.ended}>"

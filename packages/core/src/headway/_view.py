@@ -383,7 +383,14 @@ class RunView:
             if key == primary[0]:
                 continue
             prev = seen.get(key)
-            if read and prev is not None and prev[0] != k and prev[1] > stale and k is not None and prev[0] is not None:
+            if (
+                read
+                and prev is not None
+                and prev[0] != k
+                and prev[1] > stale
+                and k is not None
+                and prev[0] is not None
+            ):
                 c = Conflict(primary, key, prev[2], value, (prev[1], call.step))
                 conflicts.append(c)
                 self.conflicts.append(c)
