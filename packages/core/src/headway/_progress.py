@@ -49,9 +49,10 @@ class Tracker:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.counts: dict[str, list[int]] = {}  # signature -> steps of calls that ran
+        self.counts: dict[str, tuple[int, ...]] = {}  # signature -> steps of calls that ran
         self.window: deque[str] = deque(maxlen=6)
-        self.outputs: dict[str, tuple[int | None, int | None]] = {}  # signature -> (previous, last) hash
+        self.outputs: dict[str, int] = {}  # signature -> hash of its latest result
+        self.changed: set[str] = set()  # signatures whose latest result differed from the one before
         self.seen_outputs: set[int] = set()
         self.since_progress = 0
         self.loop_strikes = 0
@@ -121,8 +122,7 @@ class Tracker:
         ]
 
     def nothing_new(self, sig: str, output_hash: int) -> Finding | None:
-        prev = self.outputs.get(sig)
-        if prev is None or prev[1] != output_hash:
+        if self.outputs.get(sig) != output_hash:
             return None
         return Finding(
             NOTHING_NEW, "loop", "note", "the call returned exactly what the same call returned before"
@@ -155,8 +155,7 @@ class Tracker:
         return 0
 
     def _unchanged(self, sig: str) -> bool:
-        prev = self.outputs.get(sig)
-        return prev is None or prev[0] is None or prev[0] == prev[1]
+        return sig not in self.changed
 
     @staticmethod
     def _known(call: ToolCall, view: RunView) -> str:
@@ -185,18 +184,17 @@ class Tracker:
             self.since_progress = max(0, limit - max(1, limit // 2))
 
     def on_ran(self, sig: str, step: int) -> None:
-        steps = self.counts.get(sig)
-        if steps is None:
-            self.counts[sig] = [step]
-        else:
-            steps.append(step)
-            keep = max(16, self.policy.max_repeats + 1)
-            if len(steps) > keep:
-                del steps[:-keep]  # only "at least max_repeats" matters; memory stays flat
+        # Tuples, not lists: most signatures run once, and a long run holds thousands of them.
+        keep = max(16, self.policy.max_repeats + 1)
+        self.counts[sig] = (*self.counts.get(sig, ()), step)[-keep:]
 
     def on_result(self, sig: str, output_hash: int, new_milestone: bool) -> None:
         prev = self.outputs.get(sig)
-        self.outputs[sig] = (None if prev is None else prev[1], output_hash)
+        self.outputs[sig] = output_hash
+        if prev is not None and prev != output_hash:
+            self.changed.add(sig)
+        else:
+            self.changed.discard(sig)
         new_info = output_hash not in self.seen_outputs
         self.seen_outputs.add(output_hash)
         # With milestones declared only milestones are progress; otherwise any new information is.

@@ -48,6 +48,8 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
     if raw is None:
         return {}, []
     if isinstance(raw, Mapping):
+        if type(raw) is dict and all(type(k) is str for k in raw):
+            return raw, []  # not copied: the caller's arguments are recorded as given
         return ({k if isinstance(k, str) else str(k): v for k, v in raw.items()}, [])
     if isinstance(raw, str | bytes):
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw

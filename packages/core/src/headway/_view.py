@@ -40,6 +40,10 @@ _HEDGE_RE = re.compile(
 )
 
 
+_MAX_TOOL_BITS = 256  # tools past this many share a bit: matching by glob stays correct, only coarser
+_CLEAN_BITS = int("10" * (_MAX_TOOL_BITS + 1), 2)
+
+
 @dataclass(slots=True, eq=False)
 class ToolCall:
     """One tool call as checks see it: before it runs `output`/`error` are unset; after-checks see them."""
@@ -113,7 +117,10 @@ class RunView:
         # (tool, arg name, value key) -> calls that ran with that argument value, oldest first.
         self._by_arg: dict[tuple[str, str, str], list[ToolCall]] = defaultdict(list)
         # value key -> tool -> whether a clean (unflagged, error-free) result of that tool showed it.
-        self._values: dict[str, dict[str, bool]] = {}
+        # Encoded as a bitmask over this run's tool numbers (bit 2i: tool i showed it, 2i+1: cleanly),
+        # because a long run indexes tens of thousands of values and a dict per value would dominate memory.
+        self._values: dict[str, int] = {}
+        self._tool_no: dict[str, int] = {}
         # value key -> steps of flagged results that showed it (only for values seen in flagged results).
         self._flagged_steps: dict[str, list[int]] = {}
         # (id field, value key) -> latest (step, tool, entity dict) per tool.
@@ -121,7 +128,8 @@ class RunView:
             dict
         )
         # (id field, value key) -> field -> (value key, step, raw value) of the latest read observation.
-        self._observed: dict[tuple[str, str], dict[str, tuple[str | None, int, Any]]] = defaultdict(dict)
+        # (id field, value key) -> (step, fields) of the latest successful observation of that entity.
+        self._observed: dict[tuple[str, str], tuple[int, Mapping[Any, Any]]] = {}
         self._conflicted: dict[tuple[str, str], list[Conflict]] = defaultdict(list)
         # argument stem -> (step, tool, candidate value keys, raw values) of the latest multi-candidate list.
         self._candidates: dict[str, tuple[int, str, tuple[str, ...], tuple[Any, ...]]] = {}
@@ -200,18 +208,18 @@ class RunView:
         k = norm(value)
         if k is None or k not in self._values:
             return False
-        srcs = self._values[k]
         if not tools:
             return True
+        mask = self._values[k]
         pats = tuple(tools)
-        return any(any_match(pats, t) for t in srcs)
+        return any(mask >> (2 * i) & 1 and any_match(pats, t) for t, i in self._tool_no.items())
 
     def only_flagged(self, value: Any) -> list[int] | None:
         """Steps of flagged results a value came from, when no clean source (user or tool) showed it."""
         k = norm(value)
         if k is None or k not in self._values or k in self._user_keys or mentions(self._user_text, k):
             return None
-        if any(self._values[k].values()):
+        if self._values[k] & _CLEAN_BITS:
             return None
         return sorted(self._flagged_steps.get(k, ()))
 
@@ -318,15 +326,12 @@ class RunView:
                     self._add_key(keys, v)
         clean = not call.flagged and call.error is None
         values = self._values
-        tool = call.tool
+        no = self._tool_no.get(call.tool)
+        if no is None:
+            no = self._tool_no[call.tool] = min(len(self._tool_no), _MAX_TOOL_BITS)
+        bits = (3 if clean else 1) << (2 * no)
         for k in keys:
-            srcs = values.get(k)
-            if srcs is None:
-                values[k] = {tool: clean}
-            elif clean:
-                srcs[tool] = True
-            else:
-                srcs.setdefault(tool, False)
+            values[k] = values.get(k, 0) | bits
         if not clean:
             for k in keys:
                 steps = self._flagged_steps.setdefault(k, [])
@@ -377,25 +382,21 @@ class RunView:
                     primary = ent
         if primary is None or not call.succeeded:
             return
-        seen = self._observed[primary]
-        stale = self.last_write_step
+        prev = self._observed.get(primary)
+        self._observed[primary] = (call.step, d)
+        if not read or prev is None or prev[0] <= self.last_write_step:
+            return  # a write since the last look legitimately changes the entity
+        before = prev[1]
         for key, k, value in fields:
-            if key == primary[0]:
+            if key == primary[0] or k is None or key not in before:
                 continue
-            prev = seen.get(key)
-            if (
-                read
-                and prev is not None
-                and prev[0] != k
-                and prev[1] > stale
-                and k is not None
-                and prev[0] is not None
-            ):
-                c = Conflict(primary, key, prev[2], value, (prev[1], call.step))
+            old = before[key]
+            old_k = norm(old)
+            if old_k is not None and old_k != k:
+                c = Conflict(primary, key, old, value, (prev[0], call.step))
                 conflicts.append(c)
                 self.conflicts.append(c)
                 self._conflicted[primary].append(c)
-            seen[key] = (k, call.step, value)
 
     def _index_candidates(self, call: ToolCall, key: str, values: list[Any]) -> None:
         raws: list[Any] = []
