@@ -274,10 +274,10 @@ class Run:
                 "milestones": milestones,
                 "decision": decision.to_dict(),
             }
-            # A write's result is the exactly-once ledger entry for its call: commit it before returning.
-            self._write(
-                seq, "tool_result", data, durable=resolved.risk != "read" or decision.action != "allow"
-            )
+            # Results are batched like reads (flushed by the store's timer, at the next write decision
+            # and at run end). A crash before that leaves the call "allowed, no result": an unknown
+            # outcome that resumption must escalate, not re-run.
+            self._write(seq, "tool_result", data, durable=decision.action != "allow")
             return decision
 
     def resolve(
