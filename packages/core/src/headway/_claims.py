@@ -46,7 +46,7 @@ _NON_CLAIM_VERBS = {
     "view",
 }
 _NEGATED_RE = re.compile(
-    r"\b(not|n't|never|unable|cannot|couldn't|can't|won't|failed|fail|will|would|could|should|can|may|might|"
+    r"\b(not|\w*n['’]t|never|unable|cannot|couldn't|can't|won't|failed|fail|will|would|could|should|can|may|might|"
     r"once|if|pending|awaiting|until|to be|going to|about to|yet|no)\b"
 )
 _SENTENCE_RE = re.compile(r"[^.!?\n]+[.!?]?")

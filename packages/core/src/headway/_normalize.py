@@ -151,16 +151,24 @@ def parse_payload(value: Any) -> Any:
         try:
             return dump(mode="json")
         except Exception:
-            return repr(value)
-    return repr(value)
+            return safe_repr(value)
+    return safe_repr(value)
+
+
+def safe_repr(value: Any) -> str:
+    """repr() that never raises (an object's own __repr__ may)."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 def canonical(value: Any) -> str:
     """A stable text form of arguments, for "the same call" comparisons."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=safe_repr)
     except (ValueError, TypeError, RecursionError):
-        return repr(value)
+        return safe_repr(value)
 
 
 @lru_cache(maxsize=4096)

@@ -150,8 +150,8 @@ def _loc(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("CheckSpec", "str", "ConditionSpec", "bool", "list[ConditionSpec]"):
-            continue  # union-branch names say nothing to a user
+        elif part in ("CheckSpec", "str", "ConditionSpec", "bool", "list[ConditionSpec]", "[key]"):
+            continue  # union-branch names (and pydantic's "[key]" marker) say nothing to a user
         else:
             out += ("." if out else "") + str(part)
     return out or "<top level>"

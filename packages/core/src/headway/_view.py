@@ -33,7 +33,9 @@ _YES_RE = re.compile(
     r"\b(yes|yeah|yep|yup|sure|ok|okay|confirm|confirmed|i confirm|correct|go ahead|please do|do it|"
     r"proceed|sounds good|that'?s right|that is right|affirmative|absolutely|definitely)\b"
 )
-_NO_RE = re.compile(r"^\W*(no|nope|nah|don'?t|do not|cancel|stop|never mind|nevermind)\b")
+_NO_RE = re.compile(
+    r"^\W*(no(?!\s+(?:problem|worries|doubt)\b)|nope|nah|don'?t|do not|cancel|stop|never mind|nevermind)\b"
+)
 _HEDGE_RE = re.compile(
     r"\b(no|not|don'?t|do not|wait|hold on|hold off|stop|cancel|never ?mind|actually|but|instead|hmm|"
     r"unsure|maybe|later|change|first)\b|\?"

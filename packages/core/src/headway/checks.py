@@ -87,8 +87,12 @@ def evaluate(check: Check, call: ToolCall, view: RunView) -> list[Finding]:
     result = check(call, view)
     if result is None or result == "" or result == ():
         return []
+    # A bare function (no @check) is a medium `policy_violation` named after itself, as in `as_check`.
+    name = str(getattr(check, "name", None) or getattr(check, "__name__", "check"))
+    kind: Kind = getattr(check, "kind", "policy_violation")
+    severity: Severity = getattr(check, "severity", "medium")
     if isinstance(result, str):
-        return [Finding(check.name, check.kind, check.severity, result)]
+        return [Finding(name, kind, severity, result)]
     if isinstance(result, Finding):
         return [result]
     out: list[Finding] = []
@@ -97,11 +101,9 @@ def evaluate(check: Check, call: ToolCall, view: RunView) -> list[Finding]:
         if isinstance(r, Finding):
             out.append(r)
         elif isinstance(r, str):
-            out.append(Finding(check.name, check.kind, check.severity, r))
+            out.append(Finding(name, kind, severity, r))
         else:
-            raise TypeError(
-                f"check {check.name!r} returned {type(r).__name__}; expected None, str or Finding"
-            )
+            raise TypeError(f"check {name!r} returned {type(r).__name__}; expected None, str or Finding")
     return out
 
 
@@ -307,7 +309,15 @@ class _RequiresPrior(_Check):
         want = {a: call.args[a] for a in self.same if a in call.args}
         what = " or ".join(self.tools)
         if self.same and len(want) < len(self.same):
-            return None  # the argument is missing: schema checks report that, not this one
+            # No value to match: no earlier call can have had "the same" one, so the precondition is unmet
+            # (passing here would let `refund_order(amount=40)` skip the lookup of any order at all).
+            missing = [a for a in self.same if a not in call.args]
+            return self.finding(
+                f"{call.tool} was called without {', '.join(missing)}, so it cannot be matched to an earlier "
+                f"{what}; name the {', '.join(missing)} you looked up",
+                required=list(self.tools),
+                missing=missing,
+            )
         if want:
             prior = view.calls_with(self.tools, want)
             # An earlier output that names the entity (a list or search result) also counts.
@@ -477,7 +487,13 @@ class _Observed(_Check):
     def run(self, call: ToolCall, view: RunView) -> CheckResult:
         want = {field_name: call.args[arg] for field_name, arg in self.match.items() if arg in call.args}
         if len(want) < len(self.match):
-            return None
+            # Without the argument the entity is unknown, so its state cannot be shown to hold.
+            missing = [arg for arg in self.match.values() if arg not in call.args]
+            return self.finding(
+                f"{call.tool} was called without {', '.join(missing)}, so the state it requires cannot be "
+                f"checked against {' or '.join(self.tools)}",
+                missing=missing,
+            )
         label = ", ".join(f"{k}={v!r}" for k, v in want.items())
         hit = view._latest_entity(self.tools, want)
         if hit is None:
