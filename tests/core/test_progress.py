@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from headway import Budgets, Milestone, Policy, Run, RunView, Tool
+from headway import Budgets, Guard, Milestone, Policy, Run, RunView, Tool
 from tests.core._helpers import do, found, make_run, one
 
 READS = (Tool("*", risk="read"),)
@@ -323,3 +323,20 @@ def test_budget_seconds_stop() -> None:
     d = run.tool_call("b", {}, call_id="c2")
     assert d.action == "stop"
     assert "wall time" in one(d, "budget").message
+
+
+def test_repeating_a_poll_whose_result_keeps_changing_is_not_a_loop() -> None:
+    guard = Guard(Policy(tools=[Tool("job_status", risk="read")], max_repeats=2), store=":memory:")
+    run = guard.start_run("poll")
+    actions = []
+    for i in range(6):
+        actions.append(run.tool_call("job_status", {"job": "J1"}, call_id=f"p{i}").action)
+        run.tool_result(f"p{i}", output={"job": "J1", "progress": i * 20})
+    assert actions == ["allow"] * 6
+    # once the status stops changing, repeats are a loop again
+    for i in range(6, 9):
+        d = run.tool_call("job_status", {"job": "J1"}, call_id=f"p{i}")
+        actions.append(d.action)
+        if d.action == "allow":
+            run.tool_result(f"p{i}", output={"job": "J1", "progress": 100})
+    assert actions[6:] == ["allow", "block", "stop"]

@@ -286,11 +286,6 @@ def test_non_object_arguments_are_invalid_args(policy: Policy) -> None:
         assert "invalid_args" in d.kinds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead (_run.py tool_call/model): repr() of non-mapping raw arguments and of proposed tool calls is "
-    "taken outside the try, so an object whose __repr__ raises reaches the agent as an exception",
-)
 def test_an_object_whose_repr_raises_still_gets_a_decision(policy: Policy) -> None:
     run = Guard(policy, store=MemoryStore()).start_run("broken-repr")
     valid(run.model("x", tool_calls=[BrokenRepr()]))  # type: ignore[list-item]

@@ -155,11 +155,6 @@ def test_acting_on_an_assumed_amount_asks_the_user(guard: Guard, desk: SupportDe
     assert again.action != "allow"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead (_run.py resolve/answer): the answer to headway's clarifying question is recorded as a "
-    "second user turn after the user's yes, so `confirmed` sees two user turns in a row and the yes is lost",
-)
 def test_answering_the_clarifying_question_lets_the_confirmed_call_run(
     guard: Guard, desk: SupportDesk
 ) -> None:

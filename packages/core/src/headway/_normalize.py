@@ -163,8 +163,17 @@ def safe_repr(value: Any) -> str:
         return f"<{type(value).__name__} object>"
 
 
+_FLAT = (str, int, float, bool, type(None))
+
+
 def canonical(value: Any) -> str:
     """A stable text form of arguments, for "the same call" comparisons."""
+    if type(value) is dict and all(type(v) in _FLAT for v in value.values()):
+        # Flat arguments (the common case): repr of the sorted items is several times cheaper than JSON.
+        try:
+            return repr(sorted(value.items()))
+        except TypeError:
+            pass  # keys of mixed types do not sort
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), default=safe_repr)
     except (ValueError, TypeError, RecursionError):
@@ -189,10 +198,18 @@ def as_patterns(tools: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(tools)
 
 
+_ID_KEYS: dict[str, bool] = {}
+
+
 def is_id_key(key: str) -> bool:
     """Fields that identify an entity: `id`, `*_id`, emails, numbers and codes."""
-    k = key.casefold()
-    return k == "id" or k.endswith(("_id", "id", "_number", "_no", "_code", "email", "_key"))
+    hit = _ID_KEYS.get(key)
+    if hit is None:
+        k = key.casefold()
+        hit = k == "id" or k.endswith(("_id", "id", "_number", "_no", "_code", "email", "_key"))
+        if len(_ID_KEYS) < 10_000:  # field names repeat; the bound keeps hostile payloads from growing it
+            _ID_KEYS[key] = hit
+    return hit
 
 
 def stems(arg: str) -> tuple[str, ...]:

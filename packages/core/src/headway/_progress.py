@@ -65,7 +65,9 @@ class Tracker:
         out: list[Finding] = []
         p = self.policy
         prior = self.counts.get(sig, ())
-        if len(prior) >= p.max_repeats:
+        # Repeating a call whose last result was new (a status being polled) is not a loop: a loop is a
+        # repeat without new information. Budgets and the stall detector still bound polling.
+        if len(prior) >= p.max_repeats and self._unchanged(sig):
             out.append(
                 self._loop_finding(
                     REPEAT,

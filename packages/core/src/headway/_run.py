@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import checks as _checks
 from ._claims import claimed
 from ._errors import HeadwayError
-from ._normalize import any_match, as_patterns, canonical, leaves, name_matches, parse_payload
+from ._normalize import any_match, as_patterns, canonical, leaves, name_matches, parse_payload, safe_repr
 from ._policy import RISK_WEIGHT, _Resolved
 from ._progress import Progress, Tracker
 from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind
@@ -49,7 +49,7 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
         return {}, []
     if isinstance(raw, Mapping):
         if type(raw) is dict and all(type(k) is str for k in raw):
-            return raw, []  # not copied: the caller's arguments are recorded as given
+            return dict(raw), []  # a copy: a framework may reuse or mutate its dict after the call
         return ({k if isinstance(k, str) else str(k): v for k, v in raw.items()}, [])
     if isinstance(raw, str | bytes):
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -83,7 +83,7 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
 def _output_hash(output: Any) -> int:
     # repr is C-fast and stable for equal payloads in the same key order, which is what "the same
     # result again" means for one tool.
-    return hash(output) if isinstance(output, str) else hash(repr(output))
+    return hash(output) if isinstance(output, str) else hash(safe_repr(output))
 
 
 def _dedupe(findings: Iterable[Finding]) -> tuple[Finding, ...]:
@@ -153,7 +153,7 @@ class Run:
             self._touch()
             text = _text(text)
             proposed = [
-                dict(tc) if isinstance(tc, Mapping) else {"raw": repr(tc)} for tc in (tool_calls or ())
+                dict(tc) if isinstance(tc, Mapping) else {"raw": safe_repr(tc)} for tc in (tool_calls or ())
             ]
             n = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0 else 0
             seq = self._next_seq()
@@ -199,7 +199,9 @@ class Run:
                 "decision": decision.to_dict(),
             }
             if call.raw_args is not None:
-                data["raw_args"] = call.raw_args if isinstance(call.raw_args, str) else repr(call.raw_args)
+                data["raw_args"] = (
+                    call.raw_args if isinstance(call.raw_args, str) else safe_repr(call.raw_args)
+                )
             durable = resolved.risk != "read" or decision.action not in ("allow", "block")
             try:
                 self._write(seq, "tool_call", data, durable=durable, strict=durable)
@@ -250,7 +252,9 @@ class Run:
                 )
             resolved = self.policy.resolve(call.tool)
             parsed = parse_payload(output)
-            err = None if error is None else _text(error if isinstance(error, str) else repr(error))[:4000]
+            err = (
+                None if error is None else _text(error if isinstance(error, str) else safe_repr(error))[:4000]
+            )
             try:
                 call.output, call.error, call.done = parsed, err, True
                 after = [*notes, *self._after(call, resolved)]
@@ -330,7 +334,7 @@ class Run:
             else:
                 if not text:
                     raise HeadwayError("an answer needs the user's `text`")
-                self._apply_user(seq, _text(text))
+                self._apply_user(seq, _text(text), answer=True)
                 sig = self._sigs.get(call_id, call.tool)
                 findings = self._before(call, resolved, sig, repeat_of=call)
                 decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=call)
@@ -394,7 +398,7 @@ class Run:
         try:
             return _checks.evaluate(check, call, self.view)
         except Exception as e:
-            name = getattr(check, "name", repr(check))
+            name = getattr(check, "name", None) or safe_repr(check)
             kind: Kind = getattr(check, "kind", "policy_violation")
             if resolved.risk == "read":
                 return [
@@ -411,7 +415,7 @@ class Run:
                     kind,
                     "high",
                     f"check {name} crashed ({type(e).__name__}: {e}); failing closed on a {resolved.risk} tool",
-                    {"exception": repr(e)[:500]},
+                    {"exception": safe_repr(e)[:500]},
                     "escalate",
                 )
             ]
@@ -598,8 +602,8 @@ class Run:
 
     # ---- applying (live and restore) ------------------------------------------------------------------
 
-    def _apply_user(self, seq: int, text: str) -> None:
-        self.view._add_user(seq, text)
+    def _apply_user(self, seq: int, text: str, *, answer: bool = False) -> None:
+        self.view._add_user(seq, text, answer=answer)
         if self._user_pattern is not None and self.view.identity is None:
             m = self._user_pattern.search(text)
             if m:
@@ -767,7 +771,7 @@ class Run:
                     continue
                 dec = Decision.from_dict(d["decision"])
                 if d.get("action") == "answer" and d.get("text"):
-                    self._apply_user(ev.seq, str(d["text"]))
+                    self._apply_user(ev.seq, str(d["text"]), answer=True)
                 self._apply_human(pending, d["action"], dec, d.get("args"), self.policy.resolve(pending.tool))
             elif ev.type == "end":
                 self.ended = True

@@ -238,20 +238,24 @@ class RunView:
         """(proposal, answer) when the user's latest message is an explicit yes to the agent's proposal.
 
         The proposal is the agent's last text before that answer; a question the agent asked after it
-        is a new, unanswered proposal, so it cancels the confirmation.
+        is a new, unanswered proposal, so it cancels the confirmation. The user's answers to headway's
+        own clarifying questions come after the yes without replacing it, unless they hedge or refuse.
         """
-        answer_i = self._last_user_index()
+        answer_i = self._last_user_index(("user",))
         if answer_i is None:
             return None
         answer = self._dialogue[answer_i][2]
         if not _YES_RE.search(answer) or _HEDGE_RE.search(answer):
             return None
-        if any(role == "agent" and "?" in text for _, role, text in self._dialogue[answer_i + 1 :]):
-            return None
+        for _, role, text in self._dialogue[answer_i + 1 :]:
+            if (role == "agent" and "?" in text) or (
+                role == "answer" and (_HEDGE_RE.search(text) or _NO_RE.search(text))
+            ):
+                return None
         for _, role, text in reversed(self._dialogue[:answer_i]):
             if role == "agent":
                 return text, answer
-            if role == "user":
+            if role in ("user", "answer"):
                 # Two user turns in a row: the yes answers the earlier agent text only if the user
                 # said nothing else in between; be strict and treat it as unconfirmed.
                 return None
@@ -264,16 +268,17 @@ class RunView:
 
     # ---- updating (the Run calls these) --------------------------------------------------------------
 
-    def _last_user_index(self) -> int | None:
+    def _last_user_index(self, roles: tuple[str, ...] = ("user", "answer")) -> int | None:
         for i in range(len(self._dialogue) - 1, -1, -1):
-            if self._dialogue[i][1] == "user":
+            if self._dialogue[i][1] in roles:
                 return i
         return None
 
-    def _add_user(self, seq: int, text: str) -> None:
+    def _add_user(self, seq: int, text: str, *, answer: bool = False) -> None:
+        """A user message; `answer` marks the user's reply to a question headway asked (clarify)."""
         self.user_messages.append(text)
         n = norm_text(text)
-        self._dialogue.append((seq, "user", n))
+        self._dialogue.append((seq, "answer" if answer else "user", n))
         self._user_text = f"{self._user_text}\n{n}" if self._user_text else n
         self._user_keys |= text_keys(text)
         self._trim_dialogue()
@@ -367,7 +372,8 @@ class RunView:
                 break
             if not isinstance(key, str):
                 key = str(key)
-            keys.add(key.casefold())
+            if key[-1:].isdigit():
+                keys.add(key.casefold())  # keys like "credit_card_123" name things a call may use
             tv = type(value)
             if tv is not str and tv is not int and tv is not float and not is_scalar(value):
                 if depth < MAX_DEPTH and isinstance(value, Mapping | list | tuple):

@@ -680,26 +680,30 @@ _ERROR_TEXT_RE = re.compile(
 _ERROR_STATUS = {"error", "failed", "failure", "fail", "exception"}
 
 
+_ERROR_KEYS = ("error", "errors", "exception", "error_message")
+
+
 def _error_in(output: Any) -> str | None:
     if isinstance(output, str):
         m = _ERROR_TEXT_RE.search(output[:2000])
         return output[:200] if m else None
-    for d in dicts(output, limit=50):
-        for key in ("error", "errors", "exception", "error_message"):
-            v = d.get(key)
-            if v:
-                return f"{key}: {json.dumps(v, default=repr)[:200]}"
-        for key in ("status", "state", "result"):
-            v = d.get(key)
-            if isinstance(v, str) and v.strip().casefold() in _ERROR_STATUS:
-                return f"{key}: {v}"
-        for key in ("success", "ok"):
-            if d.get(key) is False:
-                return f"{key}: false"
-        code = d.get("status_code", d.get("code"))
-        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
-            return f"code: {code}"
-        break  # only the top-level object speaks for the call
+    if not isinstance(output, Mapping):
+        return None
+    # Only the top-level object speaks for the call: a nested "error" may be data (a past incident).
+    d = output
+    for key in _ERROR_KEYS:
+        v = d.get(key)
+        if v:
+            return f"{key}: {json.dumps(v, default=repr)[:200]}"
+    for key in ("status", "state", "result"):
+        v = d.get(key)
+        if isinstance(v, str) and v.strip().casefold() in _ERROR_STATUS:
+            return f"{key}: {v}"
+    if d.get("success") is False or d.get("ok") is False:
+        return "success: false" if d.get("success") is False else "ok: false"
+    code = d.get("status_code", d.get("code"))
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return f"code: {code}"
     return None
 
 
