@@ -186,8 +186,18 @@ def name_matches(pattern: str, name: str) -> bool:
     return pattern == name or fnmatchcase(name, pattern)
 
 
+_ANY_MATCH: dict[tuple[tuple[str, ...], str], bool] = {}
+
+
 def any_match(patterns: tuple[str, ...], name: str) -> bool:
-    return any(name_matches(p, name) for p in patterns)
+    """Whether a name matches any of these patterns; memoised (checks ask the same question per call)."""
+    key = (patterns, name)
+    hit = _ANY_MATCH.get(key)
+    if hit is None:
+        hit = any(p == name or fnmatchcase(name, p) for p in patterns)
+        if len(_ANY_MATCH) < 65_536:  # bounded: tool names come from the model
+            _ANY_MATCH[key] = hit
+    return hit
 
 
 def as_patterns(tools: str | Sequence[str] | None) -> tuple[str, ...]:

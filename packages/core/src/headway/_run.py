@@ -396,7 +396,10 @@ class Run:
 
     def _safe(self, check: Check, call: ToolCall, resolved: _Resolved) -> list[Finding]:
         try:
-            return _checks.evaluate(check, call, self.view)
+            result = check(call, self.view)
+            if result is None:
+                return []  # the common case, without the conversion below
+            return _checks.to_findings(check, result)
         except Exception as e:
             name = getattr(check, "name", None) or safe_repr(check)
             kind: Kind = getattr(check, "kind", "policy_violation")
