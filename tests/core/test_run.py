@@ -221,11 +221,13 @@ def test_resolve_edit_is_itself_approval() -> None:
     assert c.ran
 
 
-def test_resolve_edit_is_still_checked_for_grounding() -> None:
+def test_resolve_edit_values_come_from_the_person_so_grounding_is_waived() -> None:
     run = _escalated()
     d = run.resolve("c1", "edit", by="maria@support", args={"order_id": "A1", "amount": 150})
-    assert d.action == "clarify"
-    assert one(d, "grounded").kind == "ungrounded"
+    assert d.action == "allow"
+    waived = one(d, "grounded")
+    assert waived.severity == "note"
+    assert "waived" in waived.message
 
 
 def test_resolve_answer_redecides_with_the_users_words() -> None:

@@ -10,7 +10,7 @@ from ._guard import Guard
 from ._policy import Budgets, Identity, Milestone, Policy, Thresholds, Tool
 from ._progress import Progress
 from ._run import Run
-from ._types import Action, Decision, Event, Finding, Kind, Risk, Severity
+from ._types import Action, Decision, Event, Finding, Kind, Risk, Severity, Stage
 from ._view import RunView, ToolCall
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "RunStopped",
     "RunView",
     "Severity",
+    "Stage",
     "Thresholds",
     "Tool",
     "ToolCall",

@@ -8,6 +8,7 @@ the trace store, so a restored run is the run that was recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from ._errors import HeadwayError
 from ._normalize import any_match, as_patterns, canonical, leaves, name_matches, parse_payload, safe_repr
 from ._policy import RISK_WEIGHT, _Resolved
 from ._progress import Progress, Tracker
-from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind
+from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind, Stage
 from ._view import RunView, ToolCall
 
 if TYPE_CHECKING:
@@ -159,7 +160,11 @@ class Run:
             seq = self._next_seq()
             self._apply_model(seq, text, n)
             findings = self._tracker.check_budgets(self.view, extra_steps=0)
-            decision = self._gate(findings, "read", tool=None, call_id=None) if findings else Decision.allow()
+            decision = (
+                self._gate(findings, "read", tool=None, call_id=None, stage="model")
+                if findings
+                else Decision.allow(stage="model")
+            )
             self._write(
                 seq,
                 "model",
@@ -264,7 +269,9 @@ class Run:
                     after.append(nothing_new)
                 conflicts, milestones = self._apply_result(call, parsed, err, tuple(after))
                 findings = after + conflicts
-                decision = self._gate(findings, resolved, tool=call.tool, call_id=call.call_id, after=True)
+                decision = self._gate(
+                    findings, resolved, tool=call.tool, call_id=call.call_id, stage="result"
+                )
             except Exception as e:
                 decision = self._internal_error(resolved, call, e)
                 milestones = []
@@ -328,6 +335,16 @@ class Run:
                 probe = ToolCall(call.tool, new_args, call_id, call.step)
                 sig = call.tool + "\x00" + canonical(new_args)
                 findings = [*problems, *self._before(probe, resolved, sig, repeat_of=call)]
+                # The person supplied and approved these values: they need no grounding in the user's
+                # words and no further yes. Every other check (bounds, preconditions...) still applies.
+                findings = [
+                    dataclasses.replace(
+                        f, severity="note", decision=None, message=f"{f.message} (waived: a person's edit)"
+                    )
+                    if f.kind in ("ungrounded", "unconfirmed", "ambiguous")
+                    else f
+                    for f in findings
+                ]
                 decision = self._gate(
                     findings, resolved, tool=call.tool, call_id=call_id, call=probe, approved=True
                 )
@@ -365,7 +382,9 @@ class Run:
             try:
                 findings = self._end_findings(answer)
                 decision = (
-                    self._gate(findings, "write", tool=None, call_id=None) if findings else Decision.allow()
+                    self._gate(findings, "write", tool=None, call_id=None, stage="end")
+                    if findings
+                    else Decision.allow(stage="end")
                 )
             except Exception as e:
                 decision = Decision.allow(
@@ -471,14 +490,14 @@ class Run:
         tool: str | None,
         call_id: str | None,
         call: ToolCall | None = None,
-        after: bool = False,
+        stage: Stage = "call",
         approved: bool = False,
     ) -> Decision:
         """The autonomy gate: findings x tool risk -> one decision, by the policy's thresholds."""
         if not findings and (
             isinstance(resolved, str) or not resolved.approve_when or call is None or approved
         ):
-            return Decision("allow", "", (), 0.0, tool, call_id)  # the common case, kept cheap
+            return Decision("allow", "", (), 0.0, tool, call_id, None, stage)  # the common case, kept cheap
         risk = resolved if isinstance(resolved, str) else resolved.risk
         fs = _dedupe(findings)
         active = [f for f in fs if f.severity != "note"]
@@ -505,13 +524,13 @@ class Run:
                 deciding = [
                     f for f in active if SEVERITY_WEIGHT[f.severity] * RISK_WEIGHT[risk] >= th.escalate
                 ]
-        if after and risk != "read" and action in ("block", "clarify"):
+        if stage == "result" and risk != "read" and action in ("block", "clarify"):
             # The side effect already happened: the model cannot undo it by retrying; a person must look.
             action = "escalate"
         if action == "allow" and call is not None and not approved and not isinstance(resolved, str):
             why = self._approval(call, resolved)
             if why is not None:
-                return Decision("escalate", why[0], (*fs, *why[1]), score, tool, call_id)
+                return Decision("escalate", why[0], (*fs, *why[1]), score, tool, call_id, None, stage)
         if action == "allow":
             return Decision(
                 "allow",
@@ -520,6 +539,8 @@ class Run:
                 score,
                 tool,
                 call_id,
+                None,
+                stage,
             )
         reason = "; ".join(f.message for f in [*deciding, *(f for f in active if f not in deciding)])
         question = None
@@ -527,7 +548,7 @@ class Run:
             question = next(
                 (str(f.evidence["question"]) for f in deciding if "question" in f.evidence), reason
             )
-        return Decision(action, reason, fs, score, tool, call_id, question)
+        return Decision(action, reason, fs, score, tool, call_id, question, stage)
 
     def _approval(self, call: ToolCall, resolved: _Resolved) -> tuple[str, tuple[Finding, ...]] | None:
         for cond in resolved.approve_when:

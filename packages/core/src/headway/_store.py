@@ -650,7 +650,14 @@ class _Backend:
 
     def events(self, run_id: str) -> list[Event]:
         with self.io_lock:
-            self._reading()
+            if self.closed:
+                raise _closed_error(self.path)
+            # Flush only when this run has buffered events: a Guard asks for every new run id (to restore
+            # runs from other processes), and committing the whole buffer each time would cost ~1 ms.
+            with self.buf_lock:
+                mine = any(r[0] == run_id for r in self.buf)
+            if mine:
+                self._flush_locked()
             rows = self.conn.execute(
                 "SELECT run_id, seq, ts, type, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()

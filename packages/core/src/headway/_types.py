@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 Action = Literal["allow", "block", "clarify", "escalate", "stop"]
+# What a decision is about: a proposed call, a call's result, a model turn, or the final answer.
+Stage = Literal["call", "result", "model", "end"]
 Risk = Literal["read", "write", "irreversible"]
 Severity = Literal["note", "low", "medium", "high", "critical"]
 Kind = Literal[
@@ -93,12 +95,19 @@ class Decision:
     tool: str | None = None
     call_id: str | None = None
     question: str | None = None
+    stage: Stage = "call"
 
     def for_model(self) -> str:
-        """The text an adapter gives the model when the call does not simply go ahead ("" for allow)."""
+        """The text an adapter gives the model when the step does not simply go ahead ("" for allow)."""
         tool = self.tool or "this action"
         if self.action == "allow":
             return ""
+        if self.stage == "result" and self.action != "stop":
+            if self.action == "escalate":
+                return f"[headway] {tool} ran, but its result needs a person's review: {self.reason}"
+            return f"[headway] the result of {tool} looks wrong; do not rely on it: {self.reason}"
+        if self.stage == "end" and self.action != "stop":
+            return f"[headway] the final answer cannot be sent as it is: {self.reason}"
         if self.action == "block":
             return f"[headway] {tool}: not done. {self.reason}"
         if self.action == "clarify":
@@ -150,6 +159,8 @@ class Decision:
             d["call_id"] = self.call_id
         if self.question is not None:
             d["question"] = self.question
+        if self.stage != "call":
+            d["stage"] = self.stage
         return d
 
     @classmethod
@@ -162,10 +173,12 @@ class Decision:
             tool=d.get("tool"),
             call_id=d.get("call_id"),
             question=d.get("question"),
+            stage=d.get("stage", "call"),
         )
 
 
-EventType = Literal["start", "user", "model", "tool_call", "tool_result", "human", "end"]
+# "span": a framework's own trace span (e.g. the Agents SDK tracing processor), kept beside the run.
+EventType = Literal["start", "user", "model", "tool_call", "tool_result", "human", "end", "span"]
 
 
 @dataclass(frozen=True, slots=True)

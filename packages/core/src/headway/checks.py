@@ -27,7 +27,6 @@ __all__ = [
     "confirmed",
     "consistent_with_args",
     "evaluate",
-    "to_findings",
     "grounded",
     "no_error_payload",
     "not_empty",
@@ -38,6 +37,7 @@ __all__ = [
     "output_schema",
     "owned",
     "requires_prior",
+    "to_findings",
     "unambiguous",
 ]
 
