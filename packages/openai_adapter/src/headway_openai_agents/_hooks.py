@@ -1,0 +1,204 @@
+"""Run hooks: the user's messages and the model's turns go into the headway run's trajectory.
+
+Tool calls and results are recorded by the tool guardrails (they see every call, also on resume); the
+hooks see the conversation around them. A model turn headway answers with `stop` ends the run with
+`HeadwayStopped`, which the SDK raises with its run data.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agents import (
+    Agent,
+    AgentHookContext,
+    AgentHooks,
+    Handoff,
+    ModelResponse,
+    RunContextWrapper,
+    RunHooks,
+    Tool,
+)
+from agents.items import TResponseInputItem
+from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
+
+from headway import Guard, Run
+
+from ._compat import check_sdk_version
+from ._errors import HeadwayStopped
+from ._runs import Extras, extras, parse_args, run_for
+
+
+def _get(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        parts = (_get(p, "text") for p in content)
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def user_texts(items: Sequence[Any]) -> list[str]:
+    return [_text_of(_get(it, "content")) for it in items if _get(it, "role") == "user"]
+
+
+def _new_messages(seen: list[str], texts: list[str]) -> list[str]:
+    """The user messages in this model input that headway has not recorded yet.
+
+    The input is either the whole conversation (history passed back) or only its newest part (server
+    side memory); both end with the new messages, after the longest prefix of it that closes `seen`.
+    """
+    n = len(seen)
+    if len(texts) >= n and texts[:n] == seen:
+        return texts[n:]
+    for k in range(min(len(texts), n), 0, -1):
+        if texts[:k] == seen[-k:]:
+            return texts[k:]
+    return texts
+
+
+def _handoff_names(agent: Any) -> set[str]:
+    names = set()
+    for h in getattr(agent, "handoffs", None) or ():
+        names.add(h.tool_name if isinstance(h, Handoff) else Handoff.default_tool_name(h))
+    return names
+
+
+class Observer:
+    """Feeds one guard's runs from SDK lifecycle events; shared by run hooks and agent hooks."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self._handoffs: dict[int, tuple[weakref.ref[Any], set[str]]] = {}
+
+    def _handoff_names(self, agent: Any) -> set[str]:
+        hit = self._handoffs.get(id(agent))
+        if hit is not None and hit[0]() is agent:
+            return hit[1]
+        names = _handoff_names(agent)
+        key = id(agent)
+        self._handoffs[key] = (weakref.ref(agent, lambda _r: self._handoffs.pop(key, None)), names)
+        return names
+
+    def llm_start(self, ctx: RunContextWrapper[Any], input_items: Sequence[Any]) -> None:
+        run = run_for(self.guard, ctx)
+        ex = extras(run)
+        texts = user_texts(input_items)
+        with ex.lock:
+            seen = _seen(run, ex)
+            new = _new_messages(seen, texts)
+            seen.extend(new)
+        for text in new:
+            run.user(text)
+
+    def llm_end(self, ctx: RunContextWrapper[Any], agent: Any, response: ModelResponse) -> None:
+        run = run_for(self.guard, ctx)
+        ex = extras(run)
+        with ex.lock:
+            last = ex.last_response
+            if last is not None and last() is response:
+                return  # already recorded by the other hook
+            ex.last_response = weakref.ref(response)
+        handoffs = self._handoff_names(agent)
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for item in response.output:
+            if isinstance(item, ResponseOutputMessage):
+                texts.append(_text_of(item.content))
+            elif isinstance(item, ResponseFunctionToolCall) and item.name not in handoffs:
+                calls.append({"name": item.name, "args": parse_args(item.arguments), "id": item.call_id})
+        usage = response.usage
+        tokens = usage.total_tokens if usage is not None else None
+        d = run.model("\n".join(t for t in texts if t), tool_calls=calls, tokens=tokens or None)
+        if d.action == "stop":
+            raise HeadwayStopped(d, run.run_id)
+
+
+def _seen(run: Run, ex: Extras) -> list[str]:
+    if ex.users_seen is None:
+        # A run restored from the trace store (another process): what it recorded is what was seen.
+        ex.users_seen = list(run.view.user_messages)
+    return ex.users_seen
+
+
+class HeadwayRunHooks(RunHooks[Any]):
+    """`Runner.run(agent, input, hooks=HeadwayRunHooks(guard))`: records the conversation into headway.
+
+    `guard_agent` installs the same observation as agent hooks, so guarded agents need no run hooks;
+    using both records each event once. Subclass and call `super()` to add your own hooks.
+    """
+
+    def __init__(self, guard: Guard) -> None:
+        check_sdk_version()
+        self.guard = guard
+        self._observer = Observer(guard)
+
+    async def on_llm_start(
+        self,
+        context: RunContextWrapper[Any],
+        agent: Agent[Any],
+        system_prompt: str | None,
+        input_items: list[TResponseInputItem],
+    ) -> None:
+        self._observer.llm_start(context, input_items)
+
+    async def on_llm_end(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
+    ) -> None:
+        self._observer.llm_end(context, agent, response)
+
+
+class GuardedAgentHooks(AgentHooks[Any]):
+    """The agent hooks `guard_agent` installs: headway's observation, then the agent's own hooks."""
+
+    def __init__(self, observer: Observer, inner: AgentHooks[Any] | None) -> None:
+        self._observer = observer
+        self.inner = inner
+
+    async def on_llm_start(
+        self,
+        context: RunContextWrapper[Any],
+        agent: Agent[Any],
+        system_prompt: str | None,
+        input_items: list[TResponseInputItem],
+    ) -> None:
+        self._observer.llm_start(context, input_items)
+        if self.inner is not None:
+            await self.inner.on_llm_start(context, agent, system_prompt, input_items)
+
+    async def on_llm_end(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
+    ) -> None:
+        self._observer.llm_end(context, agent, response)
+        if self.inner is not None:
+            await self.inner.on_llm_end(context, agent, response)
+
+    async def on_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
+        if self.inner is not None:
+            await self.inner.on_start(context, agent)
+
+    async def on_end(self, context: AgentHookContext[Any], agent: Agent[Any], output: Any) -> None:
+        if self.inner is not None:
+            await self.inner.on_end(context, agent, output)
+
+    async def on_handoff(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], source: Agent[Any]
+    ) -> None:
+        if self.inner is not None:
+            await self.inner.on_handoff(context, agent=agent, source=source)
+
+    async def on_tool_start(self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool) -> None:
+        if self.inner is not None:
+            await self.inner.on_tool_start(context, agent, tool)
+
+    async def on_tool_end(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: object
+    ) -> None:
+        if self.inner is not None:
+            await self.inner.on_tool_end(context, agent, tool, result)

@@ -1,0 +1,135 @@
+"""Decisions enforced with the SDK's own mechanisms: block -> reject_content with the reason, stop -> a
+typed exception with the decision and run data, untrusted results replaced, parallel calls, streaming."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from agents import AgentsException, RunErrorDetails, Runner
+from agents.testing import function_call
+
+from examples.support_desk import SupportDesk
+from headway import Guard, RunStopped
+from headway_openai_agents import HeadwayStopped, escalations
+
+from .conftest import ALICE, Convo, call, confirmed_refund_setup, handoff, text
+
+
+async def test_block_rejects_content_with_the_reason(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    convo.script(
+        handoff(),
+        call("refund_order", "c1", order_id="A1", amount=40, reason="broken"),
+        text("Let me check."),
+    )
+    result = await convo.say(f"{ALICE} Refund order A1, $40.")
+    assert result.final_output == "Let me check."
+    seen = convo.last_tool_output("c1")
+    assert seen.startswith("[headway] refund_order: not done.")
+    assert "lookup_order" in seen
+    assert desk.count("refunds") == 0
+    [g] = [r for r in result.tool_input_guardrail_results if r.guardrail.get_name() == "headway"]
+    assert g.output.behavior["type"] == "reject_content"
+
+
+async def test_stop_raises_typed_exception_with_decision_and_run_data(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    convo = Convo(guard, desk)
+    convo.script(
+        call("find_user", "c1", email="alice@example.com"),
+        *(call("lookup_order", f"c{i}", order_id="A1") for i in range(2, 6)),
+    )
+    with pytest.raises(HeadwayStopped) as info:
+        await convo.say(f"{ALICE} Where is my order A1?")
+    e = info.value
+    assert isinstance(e, AgentsException)
+    assert isinstance(e, RunStopped)
+    assert e.decision.action == "stop"
+    assert e.decision.call_id == "c5"
+    assert e.decision.kinds == ("loop",)
+    assert e.run_id == "r1"
+    assert isinstance(e.run_data, RunErrorDetails)
+    assert e.run_data.last_agent.name == "triage"
+    assert "headway stopped the run (run r1)" in str(e)
+
+
+async def test_wrong_result_is_replaced_for_the_model(guard: Guard, tmp_path: Any) -> None:
+    desk = SupportDesk(
+        tmp_path / "d.db", faults={"refund_order": lambda r: {**r, "amount": r["amount"] * 10}}
+    )
+    convo = Convo(guard, desk)
+    await confirmed_refund_setup(convo, "A1", 40)
+    convo.script(call("refund_order", "c3", order_id="A1", amount=40, reason="arrived broken"), text("Hm."))
+    await convo.say("Yes, go ahead.")
+    seen = convo.last_tool_output("c3")
+    assert seen.startswith("[headway] refund_order ran, but its result needs a person's review")
+    assert desk.count("refunds") == 1  # the side effect happened once; the model is not told it succeeded
+    desk.close()
+
+
+async def test_parallel_tool_calls(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    convo.script(
+        call("find_user", "c1", email="alice@example.com"),
+        [
+            function_call("lookup_order", {"order_id": "A1"}, call_id="c2"),
+            function_call("lookup_order", {"order_id": "A3"}, call_id="c3"),
+        ],
+        text("Shall I refund $40 for order A1 and $250 for order A3?"),
+    )
+    await convo.say(f"{ALICE} Orders A1 and A3 arrived broken, refund both.")
+    assert json.loads(convo.last_tool_output("c2"))["order_id"] == "A1"
+    assert json.loads(convo.last_tool_output("c3"))["order_id"] == "A3"
+    # Two refunds in one turn: A1 is allowed and runs, A3 is over the threshold and waits.
+    convo.script(
+        handoff(),
+        [
+            function_call(
+                "refund_order", {"order_id": "A1", "amount": 40, "reason": "arrived broken"}, call_id="c4"
+            ),
+            function_call(
+                "refund_order", {"order_id": "A3", "amount": 250, "reason": "arrived broken"}, call_id="c5"
+            ),
+        ],
+    )
+    result = await convo.say("Yes, both.")
+    assert [i.call_id for i in result.interruptions] == ["c5"]
+    assert [e.call_id for e in escalations(result, guard)] == ["c5"]
+    assert desk.count("refunds") == 1
+    run = guard.start_run("r1")
+    assert [run.view.call(c).action for c in ("c4", "c5")] == ["allow", "escalate"]  # type: ignore[union-attr]
+
+
+async def test_streamed_run_is_guarded_the_same(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    convo.script(
+        handoff(),
+        call("refund_order", "c1", order_id="A1", amount=40, reason="broken"),
+        text("Let me check."),
+    )
+    streamed = Runner.run_streamed(
+        convo.agent, f"{ALICE} Refund A1.", context=convo.context, run_config=convo.config
+    )
+    async for _ in streamed.stream_events():
+        pass
+    assert streamed.final_output == "Let me check."
+    assert convo.last_tool_output("c1").startswith("[headway] refund_order: not done.")
+    assert desk.count("refunds") == 0
+
+
+async def test_streamed_stop_raises(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    convo.script(
+        call("find_user", "c1", email="alice@example.com"),
+        *(call("lookup_order", f"c{i}", order_id="A1") for i in range(2, 6)),
+    )
+    streamed = Runner.run_streamed(
+        convo.agent, f"{ALICE} Where is A1?", context=convo.context, run_config=convo.config
+    )
+    with pytest.raises(HeadwayStopped) as info:
+        async for _ in streamed.stream_events():
+            pass
+    assert info.value.decision.action == "stop"
