@@ -29,6 +29,8 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core
+	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.openai_overhead
+	test ! -f bench/langgraph_overhead.py || $(BIN)/python -m bench.langgraph_overhead
 
 clean:
 	rm -rf $(VENV) .headway .pytest_cache .mypy_cache .ruff_cache

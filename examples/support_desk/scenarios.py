@@ -7,62 +7,11 @@ model turns to a scripted model, so all three must reach the same decisions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-StepKind = Literal["user", "model", "human", "end"]
+from headway.testing import Scenario, Step, call, end, human, say, user
 
-
-@dataclass(frozen=True)
-class Call:
-    tool: str
-    args: Mapping[str, Any]
-    id: str
-
-
-@dataclass(frozen=True)
-class Step:
-    """One scripted step. `model`: text and/or tool calls; `human`: a person resolves a pending call."""
-
-    kind: StepKind
-    text: str = ""
-    calls: tuple[Call, ...] = ()
-    call_id: str = ""
-    action: Literal["approve", "reject", "edit", "answer"] = "approve"
-    by: str = "maria@support"
-    args: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    title: str
-    steps: tuple[Step, ...]
-    # call id -> expected decision on the call; "<id>/result" for its result; "end" for the final answer.
-    expect: Mapping[str, str]
-    faults: Mapping[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
-
-
-def user(text: str) -> Step:
-    return Step("user", text=text)
-
-
-def say(text: str) -> Step:
-    return Step("model", text=text)
-
-
-def call(tool: str, call_id: str, text: str = "", **args: Any) -> Step:
-    return Step("model", text=text, calls=(Call(tool, args, call_id),))
-
-
-def human(call_id: str, action: Literal["approve", "reject", "edit", "answer"], **kw: Any) -> Step:
-    return Step("human", call_id=call_id, action=action, **kw)
-
-
-def end(text: str) -> Step:
-    return Step("end", text=text)
-
+__all__ = ["SCENARIOS", "Scenario", "Step"]
 
 ALICE = "Hi, I'm alice@example.com."
 

@@ -257,3 +257,16 @@ def test_a_clean_run_passes_untouched(guard: Guard, desk: SupportDesk) -> None:
     assert desk.count("tickets") == 1
     assert run.view.milestones == ["identified", "order_found", "resolved"]
     assert run.progress.fraction == 1.0
+
+
+def test_conformance_check_names_every_difference() -> None:
+    from headway import testing
+
+    scenario = SCENARIOS[0]
+    reference = {"c1": "allow", "c3": "allow", "end": "allow"}
+    testing.assert_conforms(dict(reference, **{"c2": "allow", "c3/result": "allow"}), reference, scenario)
+    with pytest.raises(AssertionError) as err:
+        testing.assert_conforms({"c1": "block", "c3": "allow"}, reference, scenario)
+    text = str(err.value)
+    assert "c1: adapter 'block', core 'allow'" in text
+    assert "end: expected 'allow', got None" in text

@@ -10,7 +10,7 @@ import pytest
 from examples.openai_support_desk import play
 from examples.support_desk import SCENARIOS, Scenario, SupportDesk
 from examples.support_desk.core_demo import play as core_play
-from headway import Guard
+from headway import Guard, testing
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["run", "streamed"])
@@ -25,8 +25,8 @@ async def test_same_decisions_as_core(
         k: d.action
         for k, d in (await play(scenario, guard, sdk_desk, run_id="sdk", streamed=streamed)).items()
     }
-    assert got == want
-    assert {k: got.get(k) for k in scenario.expect} == dict(scenario.expect)
+    testing.assert_conforms(got, want, scenario)  # the shared conformance check (headway.testing)
+    assert got == want  # and the adapter saw exactly the steps the core saw
     assert sdk_desk.count("refunds") == core_desk.count("refunds")
     core_desk.close()
     sdk_desk.close()
