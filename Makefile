@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo demo-core demo-openai test lint typecheck bench clean
 
 # One pip call installs all packages editable plus the dev tools; re-run only when a pyproject changes.
 $(STAMP): pyproject.toml packages/core/pyproject.toml packages/langgraph_adapter/pyproject.toml packages/openai_adapter/pyproject.toml
@@ -14,8 +14,15 @@ $(STAMP): pyproject.toml packages/core/pyproject.toml packages/langgraph_adapter
 		-e "packages/core[yaml]" -e packages/langgraph_adapter -e packages/openai_adapter --group dev
 	touch $(STAMP)
 
+# The main job: the LangGraph support-desk agent (scripted model, offline) through six scenarios.
 demo: $(STAMP)
+	$(BIN)/python -m examples.langgraph_support_desk
+
+demo-core: $(STAMP)
 	$(BIN)/python -m examples.support_desk.core_demo
+
+demo-openai: $(STAMP)
+	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m examples.openai_support_desk
 
 test: $(STAMP) lint typecheck
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
@@ -30,7 +37,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.core
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.openai_overhead
-	test ! -f bench/langgraph_overhead.py || $(BIN)/python -m bench.langgraph_overhead
+	$(BIN)/python -m bench.langgraph_overhead
 
 clean:
 	rm -rf $(VENV) .headway .pytest_cache .mypy_cache .ruff_cache

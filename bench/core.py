@@ -31,7 +31,9 @@ def bench_policy() -> Policy:
                 before=[
                     checks.requires_prior("lookup_order", same=["order_id"]),
                     checks.owned("order_id", via="lookup_order"),
-                    checks.observed("lookup_order", match={"order_id": "order_id"}, where={"status": "delivered"}),
+                    checks.observed(
+                        "lookup_order", match={"order_id": "order_id"}, where={"status": "delivered"}
+                    ),
                     checks.grounded("order_id"),
                     checks.confirmed(covering=["order_id"]),
                     checks.bounds("amount", min=0, max=10_000_000),
@@ -141,8 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         guard.close()
     rows = [
         ("read pair p50 / p99 (µs)", f"{lat['read'][0]:.1f} / {lat['read'][1]:.1f}", "p50 <= 15"),
-        ("write pair incl. commit p50 / p99 (µs)", f"{lat['write'][0]:.1f} / {lat['write'][1]:.1f}", "p50 <= 60"),
-        (f"read+write at step 10 vs {a.steps} (µs)", f"{early:.1f} vs {late:.1f} (ratio {late / early:.2f})", "<= 1.5"),
+        (
+            "write pair incl. commit p50 / p99 (µs)",
+            f"{lat['write'][0]:.1f} / {lat['write'][1]:.1f}",
+            "p50 <= 60",
+        ),
+        (
+            f"read+write at step 10 vs {a.steps} (µs)",
+            f"{early:.1f} vs {late:.1f} (ratio {late / early:.2f})",
+            "<= 1.5",
+        ),
         (f"memory per {a.steps}-step run (MB)", f"{mem:.1f}", "<= 20"),
     ]
     width = max(len(r[0]) for r in rows)

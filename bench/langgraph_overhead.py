@@ -1,0 +1,157 @@
+"""headway's overhead on a LangGraph agent: the support-desk graph with a scripted model (3 model calls,
+2 tool calls), bare versus guarded (callback handler + guarded ToolNode + the support-desk policy + the
+SQLite trace store), interleaved in one process, median of many invokes each.
+
+Run with `python -m bench.langgraph_overhead`. Not a test: it prints the ratio and µs per headway event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+from examples.langgraph_support_desk.agent import SYSTEM, State, desk_tools, load_policy, tool_error
+from examples.langgraph_support_desk.scripted import ScriptedChatModel, turn
+from examples.support_desk import SupportDesk
+from headway import Guard
+from headway_langgraph import HeadwayCallbackHandler, guarded_tool_node
+
+SCRIPT = [
+    turn("", ("find_user", "c1", {"email": "alice@example.com"})),
+    turn("", ("lookup_order", "c2", {"order_id": "A1"})),
+    turn("Your desk lamp (order A1) was delivered on Monday."),
+]
+QUESTION = "Hi, I'm alice@example.com. Where is my order A1?"
+
+
+def _graph(tools: ToolNode, checkpointer: Any) -> Any:
+    """The example's graph shape (agent with a system prompt, tools_condition) around either tool node."""
+    model = ScriptedChatModel(script=SCRIPT).bind_tools(list(tools.tools_by_name.values()))
+
+    def agent(state: State) -> dict[str, Any]:
+        return {"messages": [model.invoke([SystemMessage(SYSTEM), *state["messages"]])]}
+
+    b = StateGraph(State)
+    b.add_node("agent", agent)
+    b.add_node("tools", tools)
+    b.add_edge(START, "agent")
+    b.add_conditional_edges("agent", tools_condition)
+    b.add_edge("tools", "agent")
+    return b.compile(checkpointer=checkpointer)
+
+
+def _timer(graph: Any, config: Callable[[int], RunnableConfig]) -> Callable[[int], float]:
+    def once(i: int) -> float:
+        t0 = time.perf_counter()
+        graph.invoke({"messages": [HumanMessage(QUESTION)]}, config(i))
+        return time.perf_counter() - t0
+
+    return once
+
+
+def _core_only(guard: Guard, desk: SupportDesk, i: int) -> float:
+    """The same trajectory straight through the core (no LangGraph): what the decisions themselves cost."""
+    t0 = time.perf_counter()
+    run = guard.start_run(f"core-{i}")
+    run.user(QUESTION)
+    for msg in SCRIPT:
+        calls = [(c["name"], c["args"], str(c["id"])) for c in msg.tool_calls]
+        run.model(str(msg.content), [{"name": n, "args": a, "id": cid} for n, a, cid in calls])
+        for name, args, cid in calls:
+            run.tool_call(name, args, cid)
+            run.tool_result(cid, output=desk.call(name, args))
+    return time.perf_counter() - t0
+
+
+def measure(n: int, *, checkpointed: bool, sqlite: bool = True) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        guard = Guard(load_policy(), store=Path(tmp) / "traces.db" if sqlite else ":memory:")
+        desk = SupportDesk(Path(tmp) / "desk.db")
+        saver = (lambda: InMemorySaver()) if checkpointed else (lambda: None)
+        bare = _graph(ToolNode(desk_tools(desk), handle_tool_errors=tool_error), saver())
+        guarded = _graph(guarded_tool_node(desk_tools(desk), guard, handle_tool_errors=tool_error), saver())
+        handler = HeadwayCallbackHandler(guard)
+
+        def bare_cfg(i: int) -> RunnableConfig:
+            return {"configurable": {"thread_id": f"bare-{i}"}}
+
+        def guarded_cfg(i: int) -> RunnableConfig:
+            return {"configurable": {"thread_id": f"hw-{i}"}, "callbacks": [handler]}
+
+        run_bare, run_guarded = _timer(bare, bare_cfg), _timer(guarded, guarded_cfg)
+        for i in range(50):  # warm-up: imports, caches, SQLite pages
+            run_bare(-i - 1)
+            run_guarded(-i - 1)
+        bare_t: list[float] = []
+        guarded_t: list[float] = []
+        core_t = [_core_only(guard, desk, i) for i in range(n)]
+        tool_t = []
+        for _ in range(n):  # the tools' own work, which the core-only loop includes
+            t0 = time.perf_counter()
+            desk.call("find_user", {"email": "alice@example.com"})
+            desk.call("lookup_order", {"order_id": "A1"})
+            tool_t.append(time.perf_counter() - t0)
+        gc.collect()
+        for i in range(n):
+            if i % 2:  # interleaved, alternating which goes first
+                bare_t.append(run_bare(i))
+                guarded_t.append(run_guarded(i))
+            else:
+                guarded_t.append(run_guarded(i))
+                bare_t.append(run_bare(i))
+        guard.flush()
+        events = len(guard.store.events("hw-0"))
+        decisions = [
+            e.data["decision"]["action"] for e in guard.store.events("hw-0") if e.type == "tool_call"
+        ]
+        assert decisions == ["allow", "allow"], decisions
+        desk.close()
+        guard.close()
+    b, g = statistics.median(bare_t), statistics.median(guarded_t)
+    core = statistics.median(core_t) - statistics.median(tool_t)
+    return {
+        "bare_ms": b * 1e3,
+        "guarded_ms": g * 1e3,
+        "ratio": g / b,
+        "events": events,
+        "us_per_event": (g - b) / events * 1e6,
+        "core_us_per_event": core / events * 1e6,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.langgraph_overhead")
+    parser.add_argument("-n", type=int, default=600, help="invokes of each graph (default 600)")
+    args = parser.parse_args(argv)
+    print(
+        f"LangGraph support-desk graph, 3 model calls + 2 tool calls, median of {args.n} interleaved invokes"
+    )
+    print(
+        f"{'checkpointer':<14}{'trace store':<13}{'bare ms':>10}{'headway ms':>12}{'ratio':>8}{'events':>8}{'µs/event':>10}"
+        f"{'(core alone)':>14}"
+    )
+    for checkpointed, sqlite in ((False, True), (True, True), (False, False)):
+        r = measure(args.n, checkpointed=checkpointed, sqlite=sqlite)
+        print(
+            f"{'InMemorySaver' if checkpointed else 'none':<14}{'SQLite' if sqlite else 'memory':<13}"
+            f"{r['bare_ms']:>10.3f}{r['guarded_ms']:>12.3f}"
+            f"{r['ratio']:>8.3f}{r['events']:>8.0f}{r['us_per_event']:>10.1f}{r['core_us_per_event']:>14.1f}"
+        )
+    print("µs/event: (headway - bare) / headway events per invoke; core alone: the same events through Run")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The support-desk agent on LangGraph, guarded by headway: `python -m examples.langgraph_support_desk`."""

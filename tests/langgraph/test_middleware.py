@@ -1,0 +1,80 @@
+"""HeadwayMiddleware on `langchain.agents.create_agent`: the same decisions as the core on the six
+scenarios, pauses and resumes through the agent's checkpointer, a stop ends the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware.types import InputAgentState
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from examples.langgraph_support_desk.agent import desk_tools
+from examples.langgraph_support_desk.play import play
+from examples.langgraph_support_desk.scripted import ScriptedChatModel, script_for, turn
+from examples.support_desk import SCENARIOS, Scenario, SupportDesk
+from examples.support_desk.core_demo import play as core_play
+from headway import Guard, Policy
+from headway.traces import MemoryStore
+from headway_langgraph import HeadwayMiddleware
+
+from ._graphs import ALICE, config
+from .test_exactly_once import SCRIPT
+
+
+def user(text: str) -> InputAgentState:
+    return {"messages": [HumanMessage(text)]}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_same_decisions_as_the_core(scenario: Scenario, policy: Policy, tmp_path: Path) -> None:
+    with Guard(policy, store=MemoryStore()) as guard:
+        core_desk = SupportDesk(tmp_path / "core.db", faults=scenario.faults)
+        expected = core_play(scenario, guard, core_desk, run_id="core")
+        desk = SupportDesk(tmp_path / "agent.db", faults=scenario.faults)
+        agent = create_agent(
+            ScriptedChatModel(script=script_for(scenario)),
+            desk_tools(desk),
+            middleware=[HeadwayMiddleware(guard)],
+            checkpointer=InMemorySaver(),
+        )
+        got = play(scenario, guard, desk, InMemorySaver(), thread_id="agent", graph=agent)
+        assert {k: d.action for k, d in got.items()} == {k: d.action for k, d in expected.items()}
+        assert desk.count("refunds") == core_desk.count("refunds")
+
+
+def test_stop_ends_the_run_with_a_message_from_headway(guard: Guard, desk: SupportDesk) -> None:
+    script = [turn("", ("lookup_order", f"c{i}", {"order_id": "A1"})) for i in range(8)]
+    agent = create_agent(
+        ScriptedChatModel(script=script),
+        desk_tools(desk),
+        middleware=[HeadwayMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+    out = agent.invoke(user(f"{ALICE} where is A1?"), config("t"))
+    last = out["messages"][-1]
+    assert isinstance(last, AIMessage)
+    assert last.name == "headway"
+    assert "stopped" in str(last.content)
+    assert sum(isinstance(m, AIMessage) and m.name != "headway" for m in out["messages"]) == 4
+
+
+async def test_parallel_calls_pause_and_resume_once_async(guard: Guard, desk: SupportDesk) -> None:
+    from langchain.agents.middleware import AgentMiddleware
+
+    agent = create_agent(
+        ScriptedChatModel(script=SCRIPT),
+        desk_tools(desk),
+        middleware=[HeadwayMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+    assert isinstance(HeadwayMiddleware(guard), AgentMiddleware)
+    cfg = config("t")
+    await agent.ainvoke(user(f"{ALICE} Order A3 has a cracked top, refund please."), cfg)
+    out = await agent.ainvoke(user("Yes, go ahead."), cfg)
+    assert [i.value["call_id"] for i in out["__interrupt__"]] == ["c4"]
+    await agent.ainvoke(Command(resume={"action": "approve", "by": "maria@support"}), cfg)
+    assert (desk.count("tickets"), desk.count("refunds")) == (1, 1)
