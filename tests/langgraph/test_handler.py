@@ -62,6 +62,12 @@ def test_records_the_whole_trajectory(guard: Guard, desk: SupportDesk) -> None:
     assert events[8].data["text"] == "Order A1 is a desk lamp, delivered."
     run = guard.start_run("t")
     assert run.view.milestones == ["identified", "order_found"]
+    # every event says where in the graph it happened
+    assert events[2].data["meta"]["langgraph_node"] == "agent"
+    assert events[3].data["meta"]["langgraph_node"] == "tools"
+    steps = [e.data["meta"]["langgraph_step"] for e in events[1:]]
+    assert steps == sorted(steps)
+    assert steps[0] < steps[-1]
 
 
 def test_a_second_turn_records_only_the_new_user_message(guard: Guard, desk: SupportDesk) -> None:

@@ -81,6 +81,19 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
     ]
 
 
+def _meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return {str(k): v for k, v in meta.items()}
+    except Exception:
+        return {"unreadable": safe_repr(meta)[:200]}
+
+
+def _with_meta(data: dict[str, Any], meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    if meta:
+        data["meta"] = _meta(meta)
+    return data
+
+
 def _output_hash(output: Any) -> int:
     # repr is C-fast and stable for equal payloads in the same key order, which is what "the same
     # result again" means for one tool.
@@ -134,12 +147,16 @@ class Run:
 
     # ---- events -------------------------------------------------------------------------------------
 
-    def user(self, text: str) -> None:
-        """A user message: the source of grounding, confirmations and clarification answers."""
+    def user(self, text: str, *, meta: Mapping[str, Any] | None = None) -> None:
+        """A user message: the source of grounding, confirmations and clarification answers.
+
+        `meta` (on every event method) is recorded with the event: where in the framework it happened,
+        e.g. LangGraph's node and step.
+        """
         with self._lock:
             self._touch()
             text = _text(text)
-            seq = self._record("user", {"text": text}, durable=False)
+            seq = self._record("user", _with_meta({"text": text}, meta), durable=False)
             self._apply_user(seq, text)
 
     def model(
@@ -148,6 +165,7 @@ class Run:
         tool_calls: Sequence[Mapping[str, Any]] | None = None,
         *,
         tokens: int | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Decision:
         """A model turn: its text (proposals the user may confirm) and the tool calls it proposes."""
         with self._lock:
@@ -168,12 +186,21 @@ class Run:
             self._write(
                 seq,
                 "model",
-                {"text": text, "tool_calls": proposed, "tokens": n, "decision": decision.to_dict()},
+                _with_meta(
+                    {"text": text, "tool_calls": proposed, "tokens": n, "decision": decision.to_dict()}, meta
+                ),
                 durable=decision.action != "allow",
             )
             return decision
 
-    def tool_call(self, tool: str, args: Any = None, call_id: str | None = None) -> Decision:
+    def tool_call(
+        self,
+        tool: str,
+        args: Any = None,
+        call_id: str | None = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Decision:
         """Decide whether a proposed tool call may run. Re-delivering a decided call returns its decision."""
         with self._lock:
             self._touch()
@@ -197,12 +224,9 @@ class Run:
                 decision = self._gate(findings, resolved, tool=tool, call_id=call.call_id, call=call)
             except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
                 decision = self._internal_error(resolved, call, e)
-            data: dict[str, Any] = {
-                "call_id": call.call_id,
-                "tool": tool,
-                "args": parsed,
-                "decision": decision.to_dict(),
-            }
+            data: dict[str, Any] = _with_meta(
+                {"call_id": call.call_id, "tool": tool, "args": parsed, "decision": decision.to_dict()}, meta
+            )
             if call.raw_args is not None:
                 data["raw_args"] = (
                     call.raw_args if isinstance(call.raw_args, str) else safe_repr(call.raw_args)
@@ -223,7 +247,13 @@ class Run:
             return decision
 
     def tool_result(
-        self, call_id: str | None, output: Any = None, *, error: Any = None, tool: str | None = None
+        self,
+        call_id: str | None,
+        output: Any = None,
+        *,
+        error: Any = None,
+        tool: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Decision:
         """A tool's result: after-checks run; the Decision says whether the result can be trusted.
 
@@ -285,6 +315,8 @@ class Run:
                 "milestones": milestones,
                 "decision": decision.to_dict(),
             }
+            if meta:
+                data["meta"] = _meta(meta)
             # Results are batched like reads (flushed by the store's timer, at the next write decision
             # and at run end). A crash before that leaves the call "allowed, no result": an unknown
             # outcome that resumption must escalate, not re-run.

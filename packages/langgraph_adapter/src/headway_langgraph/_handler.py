@@ -23,6 +23,7 @@ from ._errors import GraphRunStopped
 from ._gate import observed
 from ._version import check_versions
 
+_WHERE_KEYS = ("langgraph_node", "langgraph_step", "langgraph_triggers", "checkpoint_ns")
 _STOP_ONLY: tuple[Action, ...] = ("stop",)
 
 
@@ -64,8 +65,8 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self.fixed_run_id = run_id
         self._lock = threading.Lock()
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
-        self._models: dict[UUID, str] = {}
-        self._tools: dict[UUID, tuple[str, str]] = {}
+        self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
+        self._tools: dict[UUID, tuple[str, str, dict[str, Any]]] = {}
         # headway run id -> ids of the messages already recorded (a prompt repeats the whole history)
         self._seen: dict[str, set[str]] = {}
 
@@ -94,6 +95,12 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
             return self.fixed_run_id
         tid = (metadata or {}).get("thread_id")
         return None if tid is None or tid == "" else str(tid)
+
+    @staticmethod
+    def _where(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Where in the graph an event happened, recorded with it (`langgraph_node`, `langgraph_step`)."""
+        md = metadata or {}
+        return {k: md[k] for k in _WHERE_KEYS if k in md}
 
     def _stop(self, d: Decision, run: Run) -> None:
         if d.action in self.stop_on:
@@ -137,25 +144,27 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         if rid is None:
             return
         run = self.guard.start_run(rid)
+        where = self._where(metadata)
         for text in self._new_users(run, messages[0] if messages else []):
-            run.user(text)
+            run.user(text, meta=where)
         with self._lock:
-            self._models[run_id] = rid
+            self._models[run_id] = (rid, where)
 
     def on_llm_end(
         self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
         with self._lock:
-            rid = self._models.pop(run_id, None)
-        if rid is None or not response.generations or not response.generations[0]:
+            started = self._models.pop(run_id, None)
+        if started is None or not response.generations or not response.generations[0]:
             return
+        rid, where = started
         gen = response.generations[0][0]
         msg = gen.message if isinstance(gen, ChatGeneration) else None
         if not isinstance(msg, AIMessage):
             return
         run = self.guard.start_run(rid)
         calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in msg.tool_calls]
-        d = run.model(_text(msg.content), calls, tokens=_tokens(msg))
+        d = run.model(_text(msg.content), calls, tokens=_tokens(msg), meta=where)
         self._stop(d, run)
 
     def on_llm_error(
@@ -184,11 +193,12 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         name = str(kwargs.get("name") or (serialized or {}).get("name") or "<unnamed>")
         cid = str(kwargs.get("tool_call_id") or run_id)
         run = self.guard.start_run(rid)
+        where = self._where(metadata)
         with self._lock:
-            self._tools[run_id] = (rid, cid)
+            self._tools[run_id] = (rid, cid, where)
         if run.view.call(cid) is not None:
             return  # decided and enforced already, by the guarded tool node (maybe on edited arguments)
-        d = run.tool_call(name, inputs if inputs is not None else input_str, cid)
+        d = run.tool_call(name, inputs if inputs is not None else input_str, cid, meta=where)
         self._stop(d, run)
 
     def on_tool_end(
@@ -203,7 +213,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
             value, error = observed(output, where[1])
         else:
             value, error = output, None
-        d = run.tool_result(where[1], output=value, error=error)
+        d = run.tool_result(where[1], output=value, error=error, meta=where[2])
         self._stop(d, run)
 
     def on_tool_error(
@@ -214,4 +224,4 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         if where is None or isinstance(error, GraphBubbleUp | HeadwayError):
             return  # an interrupt is a pause, not a failure; headway's own stop is not the tool's error
         run = self.guard.start_run(where[0])
-        run.tool_result(where[1], error=f"{type(error).__name__}: {error}")
+        run.tool_result(where[1], error=f"{type(error).__name__}: {error}", meta=where[2])
