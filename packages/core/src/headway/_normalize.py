@@ -23,6 +23,7 @@ _NUMBER_RE = re.compile(r"^[-+]?[$€£]?\s*\d[\d,]*(?:\.\d+)?$|^[-+]?[$€£]?\
 _NUMBER_IN_TEXT_RE = re.compile(r"(?<![\w.])[-+]?[$€£]?\d[\d,]*(?:\.\d+)?(?![\w])")
 _TOKEN_RE = re.compile(r"[\w@.+-]+")
 _WS_RE = re.compile(r"\s+")
+_DIGIT_RE = re.compile(r"\d")
 
 
 def number_key(x: float) -> str | None:
@@ -101,18 +102,19 @@ def dicts(value: Any, limit: int = MAX_LEAVES) -> Iterator[Mapping[str, Any]]:
 def text_keys(text: str) -> set[str]:
     """Normalised tokens and numbers of free text: what a user or a plain-text tool output 'said'."""
     out: set[str] = set()
-    for i, m in enumerate(_NUMBER_IN_TEXT_RE.finditer(text)):
-        if i >= MAX_TEXT_TOKENS:
-            break
-        k = norm(m.group())
-        if k:
-            out.add(k)
-    for i, m in enumerate(_TOKEN_RE.finditer(text)):
-        if i >= MAX_TEXT_TOKENS:
-            break
-        tok = m.group().strip(".").casefold()
-        if tok:
-            out.add(tok)
+    has_digit = _DIGIT_RE.search(text) is not None
+    if has_digit:
+        for raw in _NUMBER_IN_TEXT_RE.findall(text)[:MAX_TEXT_TOKENS]:
+            k = norm(raw)
+            if k:
+                out.add(k)
+    for tok in _TOKEN_RE.findall(text.casefold())[:MAX_TEXT_TOKENS]:
+        tok = tok.strip(".")
+        if not tok:
+            continue
+        out.add(tok)
+        # A case-folded word is its own key; only numeric tokens ("40.00" -> "40") normalise further.
+        if has_digit and (tok[0].isdigit() or tok[0] in "-+"):
             k = norm(tok)
             if k:
                 out.add(k)
@@ -130,7 +132,11 @@ def mentions(text: str, value_key: str) -> bool:
 
 def norm_text(text: str) -> str:
     """Free text prepared for `mentions`: case-folded, numbers written canonically."""
-    folded = _WS_RE.sub(" ", text).casefold()
+    folded = text.casefold()
+    if "  " in folded or "\n" in folded or "\t" in folded or "\r" in folded:
+        folded = _WS_RE.sub(" ", folded)
+    if _DIGIT_RE.search(folded) is None:
+        return folded
     return _NUMBER_IN_TEXT_RE.sub(lambda m: norm(m.group()) or m.group(), folded)
 
 

@@ -5,10 +5,13 @@ A Policy is immutable once built; per-tool resolution (globs, several matching e
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._normalize import name_matches
@@ -254,8 +257,14 @@ class Policy:
     def required_milestones(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.milestones if m.required)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short, stable hash of the policy's description: which policy decided a recorded run."""
+        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def describe(self) -> dict[str, Any]:
-        """A JSON summary recorded with each run, so traces say which policy decided."""
+        """A JSON summary of the policy (tools, milestones, limits)."""
         return {
             "name": self.name,
             "tools": [{"name": t.name, "risk": t.risk} for t in self.tools],

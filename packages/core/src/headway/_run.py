@@ -143,7 +143,10 @@ class Run:
             else None
         )
         if record_start:
-            self._record("start", {"policy": policy.describe(), "metadata": self.metadata}, durable=False)
+            # The policy's name and fingerprint, not its full description: a run starts per agent run,
+            # and the description is the same for all of them.
+            policy_ref = {"name": policy.name, "fingerprint": policy.fingerprint}
+            self._record("start", {"policy": policy_ref, "metadata": self.metadata}, durable=False)
 
     # ---- events -------------------------------------------------------------------------------------
 

@@ -490,6 +490,7 @@ class _Backend:
         self.buf_lock = threading.Lock()
         self.cond = threading.Condition(self.buf_lock)
         self.buf: list[_Row] = []
+        self.buf_runs: set[str] = set()  # run ids with buffered events: reading one of them flushes first
         self.first_at = 0.0  # monotonic time the oldest buffered event arrived
         self.closed = False
         self.thread: threading.Thread | None = None
@@ -508,6 +509,7 @@ class _Backend:
                 raise _closed_error(self.path)
             buf = self.buf
             buf.append(row)
+            self.buf_runs.add(row[0])
             n = len(buf)
             if n == 1:
                 self.first_at = time.monotonic()
@@ -531,6 +533,7 @@ class _Backend:
                     raise _closed_error(self.path)
                 return
             batch, self.buf = self.buf, []
+            self.buf_runs = set()
         if extra is not None:
             batch.append(extra)
         if not batch:
@@ -542,6 +545,7 @@ class _Backend:
             # in order; first_at restarts so a failing disk is retried once per interval, not in a spin.
             with self.buf_lock:
                 self.buf[:0] = batch
+                self.buf_runs.update(r[0] for r in batch)
                 self.first_at = time.monotonic()
                 if self.thread is None:
                     self._start_thread()
@@ -655,7 +659,7 @@ class _Backend:
             # Flush only when this run has buffered events: a Guard asks for every new run id (to restore
             # runs from other processes), and committing the whole buffer each time would cost ~1 ms.
             with self.buf_lock:
-                mine = any(r[0] == run_id for r in self.buf)
+                mine = run_id in self.buf_runs
             if mine:
                 self._flush_locked()
             rows = self.conn.execute(
@@ -718,6 +722,7 @@ class _Backend:
                     return
                 self.closed = True
                 batch, self.buf = self.buf, []
+                self.buf_runs = set()
                 self.cond.notify_all()
             try:
                 if batch:
