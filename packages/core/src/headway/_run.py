@@ -297,10 +297,11 @@ class Run:
                 call.output, call.error, call.done = parsed, err, True
                 after = [*notes, *self._after(call, resolved)]
                 sig = self._sigs.get(call.call_id, call.tool)
-                nothing_new = self._tracker.nothing_new(sig, _output_hash(parsed)) if err is None else None
+                out_hash = _output_hash(parsed) if err is None else 0
+                nothing_new = self._tracker.nothing_new(sig, out_hash) if err is None else None
                 if nothing_new is not None:
                     after.append(nothing_new)
-                conflicts, milestones = self._apply_result(call, parsed, err, tuple(after))
+                conflicts, milestones = self._apply_result(call, parsed, err, tuple(after), out_hash=out_hash)
                 findings = after + conflicts
                 decision = self._gate(
                     findings, resolved, tool=call.tool, call_id=call.call_id, stage="result"
@@ -697,6 +698,8 @@ class Run:
         error: str | None,
         after: tuple[Finding, ...],
         milestones: Sequence[str] | None = None,
+        *,
+        out_hash: int | None = None,
     ) -> tuple[list[Finding], list[str]]:
         """Index a result; returns findings for conflicts it revealed, and the milestones it reached."""
         call.output, call.error, call.done = output, error, True
@@ -742,7 +745,9 @@ class Run:
                 self.view.milestones.append(m)
         if error is None:
             self._tracker.on_result(
-                self._sigs.get(call.call_id, call.tool), _output_hash(output), bool(milestones)
+                self._sigs.get(call.call_id, call.tool),
+                _output_hash(output) if out_hash is None else out_hash,
+                bool(milestones),
             )
         return conflicts, list(milestones)
 

@@ -147,6 +147,16 @@ class Decision:
         return tuple(dict.fromkeys(f.kind for f in ranked))
 
     def to_dict(self) -> dict[str, Any]:
+        if self.action == "allow" and not self.findings and not self.reason and self.stage == "call":
+            # Most decisions: a plain allow. Built directly, it is the cheapest event part to record.
+            return {
+                "action": "allow",
+                "reason": "",
+                "risk": 0.0,
+                "findings": [],
+                "tool": self.tool,
+                "call_id": self.call_id,
+            }
         d: dict[str, Any] = {
             "action": self.action,
             "reason": self.reason,
