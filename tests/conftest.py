@@ -1,4 +1,5 @@
-"""Test-wide set-up: no network (a kill switch on sockets), no tracing export, traces in a temp dir."""
+"""Test-wide set-up: no network (a kill switch on sockets), no tracing export, traces in a temp dir,
+and the support-desk fixtures every suite uses (the shared policy, a desk, a guard on SQLite)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from examples.support_desk import SupportDesk
+from examples.support_desk.policy import load_policy
+from headway import Guard, Policy
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 os.environ.pop("OPENAI_API_KEY", None)
@@ -49,3 +54,22 @@ def _no_network() -> Iterator[None]:
 def _traces_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A Guard built without a store writes .headway/traces.db; keep that out of the checkout.
     monkeypatch.setenv("HEADWAY_TRACES", str(tmp_path / "traces.db"))
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    """The support desk's policy, loaded from the shared policy.toml."""
+    return load_policy()
+
+
+@pytest.fixture
+def guard(policy: Policy, tmp_path: Path) -> Iterator[Guard]:
+    with Guard(policy, store=tmp_path / "traces.db") as g:
+        yield g
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[SupportDesk]:
+    d = SupportDesk(tmp_path / "desk.db")
+    yield d
+    d.close()

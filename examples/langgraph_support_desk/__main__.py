@@ -16,7 +16,7 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 
 from examples.support_desk import SCENARIOS, SupportDesk
-from headway import Guard
+from headway import Guard, testing
 
 from .agent import load_policy
 from .play import play
@@ -54,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {scenario.name}: {scenario.title}")
             thread = f"langgraph-{scenario.name}-{os.getpid()}"
             got = play(scenario, guard, desk, saver, thread_id=thread, model=model, echo=print, tty=tty)
-            wrong = {
-                k: (v, got[k].action if k in got else None)
-                for k, v in scenario.expect.items()
-                if k not in got or got[k].action != v
-            }
+            wrong = testing.mismatches(scenario.expect, got)
             status = "as expected" if not wrong else f"UNEXPECTED: {wrong}"
             print(
                 f"  -> refunds executed: {desk.count('refunds')}; "

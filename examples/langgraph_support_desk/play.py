@@ -18,6 +18,7 @@ from langgraph.types import Command
 
 from examples.support_desk import SupportDesk
 from examples.support_desk.scenarios import Scenario, Step
+from examples.support_desk.show import paint
 from headway import Decision, Event, Guard
 from headway_langgraph import GraphRunStopped, HeadwayCallbackHandler
 
@@ -25,12 +26,6 @@ from .agent import build_graph, desk_tools
 from .scripted import ScriptedChatModel, script_for
 
 Echo = Callable[[str], None]
-_COLOURS = {"allow": "32", "block": "33", "clarify": "36", "escalate": "35", "stop": "31"}
-
-
-def paint(action: str, tty: bool) -> str:
-    label = action.upper().ljust(8)
-    return f"\x1b[1;{_COLOURS.get(action, '0')}m{label}\x1b[0m" if tty else label
 
 
 def decisions(guard: Guard, run_id: str) -> dict[str, Decision]:

@@ -14,7 +14,7 @@ from agents import Runner
 
 from examples.support_desk import SCENARIOS, SupportDesk
 from examples.support_desk.policy import load_policy
-from headway import Guard
+from headway import Guard, testing
 from headway_openai_agents import RUN_ID_KEY, escalations, guard_agent, install_tracing, resolve, resume
 
 from .scripted import play
@@ -32,11 +32,7 @@ async def offline(traces: Path) -> int:
             for key, d in got.items():
                 why = f"  ({d.reason})" if d.reason and d.action != "allow" else ""
                 print(f"  {d.action.upper():8}  {key}{why}")
-            wrong = {
-                k: (v, got[k].action if k in got else None)
-                for k, v in scenario.expect.items()
-                if k not in got or got[k].action != v
-            }
+            wrong = testing.mismatches(scenario.expect, got)
             print(
                 f"  -> refunds executed: {desk.count('refunds')}; "
                 + ("as expected" if not wrong else f"UNEXPECTED: {wrong}")

@@ -16,15 +16,9 @@ from headway import Decision, Guard, testing
 from .domain import SupportDesk, ToolError
 from .policy import load_policy
 from .scenarios import SCENARIOS, Scenario
+from .show import paint
 
 Echo = Callable[[str], None]
-
-_COLOURS = {"allow": "32", "block": "33", "clarify": "36", "escalate": "35", "stop": "31"}
-
-
-def _paint(action: str, tty: bool) -> str:
-    label = action.upper().ljust(8)
-    return f"\x1b[1;{_COLOURS[action]}m{label}\x1b[0m" if tty else label
 
 
 def play(
@@ -44,9 +38,7 @@ def play(
         if d is None:
             echo(f"  {text}")
         else:
-            echo(
-                f"  {_paint(d.action, tty)}  {text}" + (f"\n            why: {d.reason}" if d.reason else "")
-            )
+            echo(f"  {paint(d.action, tty)}  {text}" + (f"\n            why: {d.reason}" if d.reason else ""))
             if d.action == "stop":
                 echo("  (the run is stopped)")
 
@@ -62,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             desk = SupportDesk(Path(tmp) / f"{scenario.name}.db", faults=scenario.faults)
             print(f"\n== {scenario.name}: {scenario.title}")
             got = play(scenario, guard, desk, run_id=f"demo-{scenario.name}", echo=print, tty=tty)
-            wrong = {
-                k: (v, got[k].action if k in got else None)
-                for k, v in scenario.expect.items()
-                if k not in got or got[k].action != v
-            }
+            wrong = testing.mismatches(scenario.expect, got)
             refunds = desk.count("refunds")
             print(
                 f"  -> refunds executed: {refunds}; "

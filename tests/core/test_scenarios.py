@@ -6,13 +6,12 @@ out below as explicit runs, each with the side effects counted in the desk's SQL
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from examples.support_desk import POLICY_FILE, SCENARIOS, Scenario, SupportDesk, ToolError
+from examples.support_desk import SCENARIOS, Scenario, SupportDesk, ToolError
 from examples.support_desk.core_demo import play
 from headway import Decision, Guard, Policy, Run
 from tests.core._helpers import active, one
@@ -26,24 +25,6 @@ REFUNDS = {
     "silent_wrong_result": 1,
 }
 ALICE = "Hi, I'm alice@example.com."
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return Policy.load(POLICY_FILE)
-
-
-@pytest.fixture
-def guard(policy: Policy, tmp_path: Path) -> Iterator[Guard]:
-    with Guard(policy, store=tmp_path / "traces.db") as g:
-        yield g
-
-
-@pytest.fixture
-def desk(tmp_path: Path) -> Iterator[SupportDesk]:
-    d = SupportDesk(tmp_path / "desk.db")
-    yield d
-    d.close()
 
 
 def test_every_scenario_has_a_refund_expectation() -> None:

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from agents import Agent, RunConfig, Runner, RunResult, RunState
 from agents.items import TResponseInputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
@@ -15,29 +12,10 @@ from agents.testing.model import ModelScriptItem
 
 from examples.openai_support_desk import build_agents
 from examples.support_desk import SupportDesk
-from examples.support_desk.policy import load_policy
-from headway import Guard, Policy
+from headway import Guard
 from headway_openai_agents import RUN_ID_KEY, guard_agent, resume
 
 ALICE = "Hi, I'm alice@example.com."
-
-
-@pytest.fixture(scope="session")
-def policy() -> Policy:
-    return load_policy()
-
-
-@pytest.fixture
-def guard(policy: Policy, tmp_path: Path) -> Iterator[Guard]:
-    with Guard(policy, store=tmp_path / "traces.db") as g:
-        yield g
-
-
-@pytest.fixture
-def desk(tmp_path: Path) -> Iterator[SupportDesk]:
-    d = SupportDesk(tmp_path / "desk.db")
-    yield d
-    d.close()
 
 
 class Convo:
