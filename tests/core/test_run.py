@@ -704,3 +704,49 @@ def test_decisions_carry_the_call() -> None:
     assert (d.tool, d.call_id) == ("refund_order", "c9")
     assert found(d) == []
     assert Decision.from_dict(d.to_dict()) == d
+
+
+CRASH_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from headway import Guard, Policy, Tool
+    policy = Policy(tools=[Tool("charge", risk="irreversible"), Tool("sync", risk="write", idempotent=True),
+                           Tool("peek", risk="read")])
+    run = Guard(policy, store=sys.argv[1]).start_run("crashy")
+    for tool, cid in (("charge", "c1"), ("sync", "c2"), ("peek", "c3")):
+        assert run.tool_call(tool, {"n": 1}, call_id=cid).action == "allow"
+    os._exit(0)  # the process dies while the tools run: no result recorded, no flush
+    """
+)
+
+
+def test_a_write_whose_outcome_a_crash_left_unknown_is_escalated_not_rerun(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    subprocess.run([sys.executable, "-c", CRASH_CHILD, str(db)], check=True, timeout=60)
+    policy = Policy(
+        tools=[
+            Tool("charge", risk="irreversible"),
+            Tool("sync", risk="write", idempotent=True),
+            Tool("peek", risk="read"),
+        ]
+    )
+    with Guard(policy, store=db) as guard:
+        run = guard.start_run("crashy")
+        again = run.tool_call("charge", {"n": 1}, call_id="c1")
+        assert again.action == "escalate"
+        assert one(again, "exactly_once").kind == "repeated_side_effect"
+        assert "may already have happened" in again.reason
+        # an idempotent write may simply run again
+        assert run.tool_call("sync", {"n": 1}, call_id="c2").action == "allow"
+        # a person decides: here, that it did not happen and may run
+        assert run.resolve("c1", "approve", by="ops@desk").action == "allow"
+        run.tool_result("c1", output={"charged": 1})
+    # the person's decision and the result survive another restart: the call is done, nothing to ask
+    with Guard(policy, store=db) as guard:
+        run = guard.start_run("crashy")
+        c1 = run.view.call("c1")
+        assert c1 is not None
+        assert c1.action == "allow"
+        assert c1.done
+        assert run.tool_call("charge", {"n": 1}, call_id="c1").action == "allow"
+        assert [c.call_id for c in run.view.calls("charge")] == ["c1"]

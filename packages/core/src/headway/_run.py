@@ -137,6 +137,9 @@ class Run:
         self._sigs: dict[str, str] = {}
         self._decided: dict[str, Decision] = {}
         self._results: dict[str, Decision] = {}
+        # Side-effecting calls a restored trace shows as allowed but without a result: the process that
+        # ran them may have crashed mid-call, so whether the side effect happened is unknown.
+        self._unknown: set[str] = set()
         self._user_pattern = (
             re.compile(policy.identity.pattern, re.IGNORECASE)
             if policy.identity is not None and policy.identity.pattern
@@ -215,6 +218,8 @@ class Run:
             if cid is not None:
                 prior = self.view.call(cid)
                 if prior is not None and prior.tool == tool and prior.args == parsed and cid in self._decided:
+                    if cid in self._unknown:
+                        return self._unknown_outcome(prior)
                     return self._decided[cid]
             resolved = self.policy.resolve(tool)
             seq = self._next_seq()
@@ -794,8 +799,34 @@ class Run:
 
     # ---- restoring ----------------------------------------------------------------------------------
 
+    def _unknown_outcome(self, call: ToolCall) -> Decision:
+        """Escalate a re-delivered write whose outcome a crash left unknown; never re-run it silently."""
+        self._unknown.discard(call.call_id)
+        finding = Finding(
+            "exactly_once",
+            "repeated_side_effect",
+            "high",
+            f"{call.tool} was allowed at step {call.step} but no result was recorded (the process may have "
+            "stopped while it ran): it may already have happened; a person must check before it runs again",
+            {"steps": [call.step]},
+            "escalate",
+        )
+        decision = Decision.escalate(finding.message, (finding,), tool=call.tool, call_id=call.call_id)
+        call.action, call.findings = decision.action, decision.findings
+        self._decided[call.call_id] = decision
+        data = {"call_id": call.call_id, "tool": call.tool, "args": call.args, "decision": decision.to_dict()}
+        self._write(self._next_seq(), "tool_call", data, durable=True)
+        return decision
+
     def _restore(self, events: Iterable[Event]) -> None:
         """Rebuild state from recorded events (decisions as recorded, checks not re-run)."""
+        self._restore_events(events)
+        for call in self.view.calls():
+            r = self.policy.resolve(call.tool)
+            if not call.done and r.risk != "read" and not r.idempotent:
+                self._unknown.add(call.call_id)
+
+    def _restore_events(self, events: Iterable[Event]) -> None:
         for ev in events:
             d = ev.data
             self._seq = max(self._seq, ev.seq)
@@ -808,6 +839,12 @@ class Run:
             elif ev.type == "tool_call":
                 dec = Decision.from_dict(d["decision"])
                 args = d.get("args") or {}
+                known = self.view.call(str(d["call_id"]))
+                if known is not None and known.args == args:
+                    # The same call decided again (an unknown outcome escalated after a restart).
+                    known.action, known.findings = dec.action, dec.findings
+                    self._decided[known.call_id] = dec
+                    continue
                 call = ToolCall(str(d["tool"]), dict(args), str(d["call_id"]), ev.seq)
                 self._apply_call(
                     call, call.tool + "\x00" + canonical(call.args), dec, self.policy.resolve(call.tool)
