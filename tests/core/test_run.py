@@ -750,3 +750,32 @@ def test_a_write_whose_outcome_a_crash_left_unknown_is_escalated_not_rerun(tmp_p
         assert c1.done
         assert run.tool_call("charge", {"n": 1}, call_id="c1").action == "allow"
         assert [c.call_id for c in run.view.calls("charge")] == ["c1"]
+
+
+def test_a_run_id_used_again_after_its_end_continues_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    policy = Policy(tools=[Tool("lookup", risk="read")])
+    with Guard(policy, store=db) as guard:
+        first = guard.start_run("thread-1")
+        first.user("first turn")
+        first.end("done")
+        second = guard.start_run("thread-1")  # the conversation's next turn, same process
+        assert second is not first
+        second.user("second turn")
+        second.end("done again")
+        guard.flush()
+        assert [e.data.get("text") for e in guard.store.events("thread-1") if e.type == "user"] == [
+            "first turn",
+            "second turn",
+        ]
+    with Guard(policy, store=db) as guard:  # a third turn in another process, then a crash and restart
+        third = guard.start_run("thread-1")
+        third.user("third turn")
+        third.tool_call("lookup", {"q": 1}, call_id="c1")
+    with Guard(policy, store=db) as guard:
+        restored = guard.start_run("thread-1")
+        assert restored.view.user_messages == ["third turn"]  # only the current run, not the ended ones
+        assert restored.view.call("c1") is not None
+        seqs = [e.seq for e in guard.store.events("thread-1")]
+        assert seqs == sorted(set(seqs))
+        assert len(seqs) == 9  # three turns of start, user, and end or a call

@@ -16,6 +16,7 @@ from typing import Any
 from ._policy import Policy
 from ._run import Run
 from ._store import MemoryStore, SQLiteStore, TraceStore
+from ._types import Decision
 
 DEFAULT_TRACES = ".headway/traces.db"
 
@@ -57,7 +58,8 @@ class Guard:
         """The Run for this id: the active one, one restored from the trace store, or a new one.
 
         Restoring is what lets a LangGraph thread or an Agents SDK RunState resume in another process
-        with its trajectory intact. A run that already ended is not reopened: a new Run starts.
+        with its trajectory intact. A run that already ended is not reopened: a new Run starts under the
+        same id, its events numbered after the old ones (a conversation's next turn, say).
         """
         rid = str(run_id) if run_id else uuid.uuid4().hex
         with self._lock:
@@ -65,14 +67,20 @@ class Guard:
             run = self._runs.get(rid)
             if run is not None and not run.ended:
                 return run
-            events = self.store.events(rid) if run is None else []
-            if events and not any(e.type == "end" for e in events):
-                run = Run(self.policy, rid, self.store, metadata=metadata, record_start=False)
-                run._restore(events)
+            if run is not None:
+                fresh = Run(self.policy, rid, self.store, metadata=metadata, first_seq=run.last_seq + 1)
             else:
-                run = Run(self.policy, rid, self.store, metadata=metadata)
-            self._runs[rid] = run
-            return run
+                events = self.store.events(rid)
+                ends = [i for i, e in enumerate(events) if e.type == "end"]
+                current = events[ends[-1] + 1 :] if ends else events
+                if current:
+                    fresh = Run(self.policy, rid, self.store, metadata=metadata, record_start=False)
+                    fresh._restore(current)
+                else:
+                    last = events[-1].seq if events else 0
+                    fresh = Run(self.policy, rid, self.store, metadata=metadata, first_seq=last + 1)
+            self._runs[rid] = fresh
+            return fresh
 
     def get_run(self, run_id: str) -> Run | None:
         """The active run with this id, if any (no restore, no creation)."""
@@ -80,7 +88,7 @@ class Guard:
             run = self._runs.get(run_id)
             return None if run is None or run.ended else run
 
-    def end_run(self, run_id: str, final_answer: str | None = None) -> Any:
+    def end_run(self, run_id: str, final_answer: str | None = None) -> Decision | None:
         """End a run and release it; returns its final Decision (None if the run is unknown)."""
         with self._lock:
             run = self._runs.pop(run_id, None)

@@ -122,6 +122,7 @@ class Run:
         *,
         metadata: Mapping[str, Any] | None = None,
         record_start: bool = True,
+        first_seq: int = 1,
     ) -> None:
         self.run_id = run_id
         self.policy = policy
@@ -133,7 +134,7 @@ class Run:
         self._store = store
         self._tracker = Tracker(policy)
         self._lock = threading.RLock()
-        self._seq = 0
+        self._seq = first_seq - 1  # a run id reused after an end continues its numbering
         self._sigs: dict[str, str] = {}
         self._decided: dict[str, Decision] = {}
         self._results: dict[str, Decision] = {}
@@ -447,6 +448,11 @@ class Run:
     def pending(self) -> list[ToolCall]:
         """Calls waiting for a person (escalated or clarifying)."""
         return [c for c in self.view.calls(include_blocked=True) if c.action in ("escalate", "clarify")]
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the run's latest event."""
+        return self._seq
 
     def decision(self, call_id: str) -> Decision | None:
         """The latest decision on a call (its result's decision once it has one)."""
