@@ -100,8 +100,9 @@ class Gate:
             return ToolGuardrailFunctionOutput.reject_content(
                 out, output_info={"headway": "replayed", "call_id": cid}
             )
-        if prior is not None and prior.action == "allow" and prior.args == parse_args(ctx.tool_arguments):
-            return _ALLOW  # decided in needs_approval (or approved by a person): already recorded
+        # Decided in needs_approval or approved by a person: asking again returns the recorded decision
+        # (a dictionary lookup), except for a write a crash left with an unknown outcome, which headway
+        # escalates instead of letting it run a second time.
         cid, d = self.decide(run, ctx.tool_name, ctx.tool_arguments, ctx.tool_call_id)
         if d.action == "allow":
             return _ALLOW
