@@ -124,3 +124,26 @@ def test_resume_in_another_process_with_sqlite(tmp_path: Path) -> None:
     ]
     assert escalated[0].seq < human[0].seq < result[0].seq
     assert len([e for e in events if e.type == "tool_result" and e.data["call_id"] == "c3"]) == 1
+
+
+def test_a_crash_mid_call_leaves_an_unknown_outcome_that_is_escalated_not_rerun(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    crash = subprocess.run(
+        [sys.executable, "-m", "tests.langgraph._xproc", "crash", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert crash.returncode == 3, crash.stderr  # killed inside create_ticket, after its side effect
+    desk = SupportDesk(tmp_path / "desk.db")
+    assert desk.count("tickets") == 1
+
+    paused = {p["call_id"]: p for p in _side("after-crash", tmp_path)}
+    assert set(paused) == {"c3", "c4"}
+    assert "may already have happened" in paused["c3"]["reason"]  # a person decides; no second ticket
+    assert desk.count("tickets") == 1
+    assert desk.count("refunds") == 0
+    desk.close()
