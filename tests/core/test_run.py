@@ -779,3 +779,21 @@ def test_a_run_id_used_again_after_its_end_continues_and_loses_nothing(tmp_path:
         seqs = [e.seq for e in guard.store.events("thread-1")]
         assert seqs == sorted(set(seqs))
         assert len(seqs) == 9  # three turns of start, user, and end or a call
+
+
+def test_a_final_answer_mid_conversation_is_checked_without_ending_the_run() -> None:
+    run = make_run(Policy(tools=[Tool("lookup", risk="read"), Tool("refund_order", risk="irreversible")]))
+    run.user("refund A1")
+    ok = run.model("Let me look that up.", final=True)
+    assert ok.action == "allow"
+    claim = run.model("I have refunded order A1.", final=True)
+    assert claim.action == "block"
+    assert claim.stage == "end"
+    assert one(claim, "claims").kind == "unsupported_claim"
+    assert "final answer cannot be sent" in claim.for_model()
+    assert not run.ended
+    # a turn that proposes tool calls is not an answer to the user
+    assert (
+        run.model("I have refunded it", [{"name": "lookup", "args": {}, "id": "x"}], final=True).action
+        == "allow"
+    )

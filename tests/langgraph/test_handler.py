@@ -178,3 +178,15 @@ def test_version_check_names_installed_and_required(guard: Guard, monkeypatch: p
         HeadwayCallbackHandler(guard)
     with pytest.raises(ImportError, match=r"langchain is not installed .*headway-langgraph\[agents\]"):
         _version.check_versions(_version.REQUIRED_AGENTS)
+
+
+def test_a_final_answer_claiming_an_outcome_no_result_backs_is_recorded_as_such(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    script = [*LOOKUPS[:2], turn("I have refunded $40 for order A1.")]
+    graph = _plain_graph(script, desk_tools(desk))
+    graph.invoke(user(f"{ALICE} Refund A1 please."), config("claims", guard))
+    guard.flush()
+    last = [e for e in guard.store.events("claims") if e.type == "model"][-1]
+    assert last.data["decision"]["action"] == "block"
+    assert [f["kind"] for f in last.data["decision"]["findings"]] == ["unsupported_claim"]

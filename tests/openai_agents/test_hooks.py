@@ -120,3 +120,23 @@ async def test_budget_stop_on_a_model_turn(desk: SupportDesk, tmp_path: Any) -> 
 def test_headway_run_needs_an_id() -> None:
     with pytest.raises(ValueError, match="non-empty"), headway_run(""):
         pass
+
+
+async def test_a_final_answer_claiming_an_outcome_no_result_backs_is_flagged(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    model = ScriptedModel(
+        [call("lookup_order", "c1", order_id="A1"), text("I have refunded $40 for order A1.")]
+    )
+    await Runner.run(
+        guard_agent(build_agents(desk), guard),
+        ALICE,
+        context={RUN_ID_KEY: "claims"},
+        run_config=RunConfig(model=model),
+    )
+    guard.flush()
+    last = [e for e in guard.store.events("claims") if e.type == "model"][-1]
+    assert last.data["decision"]["action"] == "block"
+    assert last.data["decision"]["stage"] == "end"
+    assert [f["kind"] for f in last.data["decision"]["findings"]] == ["unsupported_claim"]
+    assert desk.count("refunds") == 0

@@ -172,9 +172,15 @@ class Run:
         tool_calls: Sequence[Mapping[str, Any]] | None = None,
         *,
         tokens: int | None = None,
+        final: bool = False,
         meta: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """A model turn: its text (proposals the user may confirm) and the tool calls it proposes."""
+        """A model turn: its text (proposals the user may confirm) and the tool calls it proposes.
+
+        `final=True` marks an answer to the user (a turn without tool calls, in a conversation where one
+        run spans many answers): outcomes it claims must be backed by successful results, as at `end()`,
+        but the run goes on. The decision is then `block` (or `escalate`) for an unsupported claim.
+        """
         with self._lock:
             self._touch()
             text = _text(text)
@@ -185,8 +191,15 @@ class Run:
             seq = self._next_seq()
             self._apply_model(seq, text, n)
             findings = self._tracker.check_budgets(self.view, extra_steps=0)
+            stage: Stage = "model"
+            if final and text and not proposed:
+                claims = self._claim_findings(text)
+                if claims:
+                    findings, stage = [*findings, *claims], "end"
             decision = (
-                self._gate(findings, "read", tool=None, call_id=None, stage="model")
+                self._gate(
+                    findings, "write" if stage == "end" else "read", tool=None, call_id=None, stage=stage
+                )
                 if findings
                 else Decision.allow(stage="model")
             )
@@ -625,6 +638,22 @@ class Run:
         return Decision.escalate(msg + "; failing closed", (finding,), tool=call.tool, call_id=call.call_id)
 
     def _end_findings(self, answer: str) -> list[Finding]:
+        findings = self._claim_findings(answer)
+        missing = [m for m in self.policy.required_milestones if m not in self.view.milestones]
+        if missing:
+            findings.append(
+                Finding(
+                    "milestones",
+                    "abandoned",
+                    "medium",
+                    f"the run ended before reaching {', '.join(missing)}",
+                    {"missing": missing},
+                )
+            )
+        return findings
+
+    def _claim_findings(self, answer: str) -> list[Finding]:
+        """Outcomes the answer claims that no successful result backs (or that a failed call contradicts)."""
         findings: list[Finding] = []
         names = [t.name for t in self.policy.tools if not any(ch in t.name for ch in "*?[")]
         names.extend(c.tool for c in self.view.calls())
@@ -658,17 +687,6 @@ class Run:
                         {"tool": tool, "sentence": sentence},
                     )
                 )
-        missing = [m for m in self.policy.required_milestones if m not in self.view.milestones]
-        if missing:
-            findings.append(
-                Finding(
-                    "milestones",
-                    "abandoned",
-                    "medium",
-                    f"the run ended before reaching {', '.join(missing)}",
-                    {"missing": missing},
-                )
-            )
         return findings
 
     # ---- applying (live and restore) ------------------------------------------------------------------

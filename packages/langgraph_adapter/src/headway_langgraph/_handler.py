@@ -164,7 +164,8 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
             return
         run = self.guard.start_run(rid)
         calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in msg.tool_calls]
-        d = run.model(_text(msg.content), calls, tokens=_tokens(msg), meta=where)
+        # A turn without tool calls answers the user: its claimed outcomes are checked against results.
+        d = run.model(_text(msg.content), calls, tokens=_tokens(msg), final=not calls, meta=where)
         self._stop(d, run)
 
     def on_llm_error(

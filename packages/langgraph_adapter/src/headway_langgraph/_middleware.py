@@ -101,7 +101,7 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         if not self._first_time(run, last):
             return None
         calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in last.tool_calls]
-        d = run.model(_text(last.content), calls, tokens=_tokens(last))
+        d = run.model(_text(last.content), calls, tokens=_tokens(last), final=not calls)
         if d.action != "stop":
             return None
         # every proposed call gets an answer, so the history stays valid for the next turn

@@ -115,7 +115,11 @@ class Observer:
                 calls.append({"name": item.name, "args": parse_args(item.arguments), "id": item.call_id})
         usage = response.usage
         tokens = usage.total_tokens if usage is not None else None
-        d = run.model("\n".join(t for t in texts if t), tool_calls=calls, tokens=tokens or None)
+        # A response without any function call (tool or handoff) is an answer to the user: its claims are
+        # checked against the results, and the decision recorded with the turn.
+        final = not any(isinstance(item, ResponseFunctionToolCall) for item in response.output)
+        text = "\n".join(t for t in texts if t)
+        d = run.model(text, tool_calls=calls, tokens=tokens or None, final=final)
         if d.action == "stop":
             raise HeadwayStopped(d, run.run_id)
 
