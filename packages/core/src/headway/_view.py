@@ -23,7 +23,6 @@ from ._normalize import (
     mentions,
     norm,
     norm_text,
-    parse_payload,
     stems,
     text_keys,
 )
@@ -481,15 +480,3 @@ class RunView:
                     if all(norm(c.args.get(f)) == k for f, k in items)
                 )
         return sorted(out, key=lambda c: c.step)
-
-    def entity_seen(self, tools: Sequence[str], id_field: str, value: Any) -> bool:
-        k = norm(value)
-        if k is None:
-            return False
-        pats = tuple(tools)
-        hits = self._entities.get((id_field, k), {})
-        return any(any_match(pats, t) for t in hits)
-
-
-def coerce_output(output: Any) -> Any:
-    return parse_payload(output)
