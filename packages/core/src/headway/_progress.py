@@ -108,6 +108,8 @@ class Tracker:
 
     def check_budgets(self, view: RunView, *, extra_calls: int = 0, extra_steps: int = 1) -> list[Finding]:
         b = self.policy.budgets
+        if b.steps is None and b.tool_calls is None and b.tokens is None and b.seconds is None:
+            return []
         over: list[str] = []
         if b.steps is not None and view.steps + extra_steps > b.steps:
             over.append(f"steps {view.steps + extra_steps} > {b.steps}")
@@ -144,7 +146,11 @@ class Tracker:
         )
 
     def _cycle(self, sig: str) -> int:
-        w = [*self.window, sig]
+        win = self.window
+        # A period-p cycle repeats the call made p steps ago: without that, no list needs building.
+        if not ((len(win) >= 3 and win[-2] == sig) or (len(win) >= 5 and win[-3] == sig)):
+            return 0
+        w = [*win, sig]
         for period in (2, 3):
             if len(w) < 2 * period:
                 continue

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import checks as _checks
 from ._claims import claimed
 from ._errors import HeadwayError
-from ._normalize import any_match, as_patterns, canonical, leaves, name_matches, parse_payload, safe_repr
+from ._normalize import any_match, as_patterns, canonical, leaves, parse_payload, safe_repr
 from ._policy import RISK_WEIGHT, _Resolved
 from ._progress import Progress, Tracker
 from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind, Stage
@@ -787,8 +787,7 @@ class Run:
                 continue
             hit = False
             if m.after is not None and call.succeeded:
-                pats = (m.after,) if isinstance(m.after, str) else tuple(m.after)
-                hit = any(name_matches(p, call.tool) for p in pats)
+                hit = any_match((m.after,) if isinstance(m.after, str) else tuple(m.after), call.tool)
             if not hit and m.when is not None:
                 try:
                     hit = bool(m.when(self.view))
