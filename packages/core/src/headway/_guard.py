@@ -62,6 +62,12 @@ class Guard:
         same id, its events numbered after the old ones (a conversation's next turn, say).
         """
         rid = str(run_id) if run_id else uuid.uuid4().hex
+        # Adapters ask for the run at every event: an active run is returned without the lock (a dict
+        # read is atomic), so the common case costs one lookup.
+        active = self._runs.get(rid)
+        if active is not None and not active.ended:
+            active.last_active = time.monotonic()
+            return active
         with self._lock:
             self._sweep()
             run = self._runs.get(rid)
