@@ -85,9 +85,9 @@ def test_sync_slow_sibling_runs_once(guard: Guard, desk: SupportDesk) -> None:
     assert (desk.count("tickets"), desk.count("refunds")) == (1, 1)
 
 
-def _side(mode: str, where: Path) -> Any:
+def _run_side(mode: str, where: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "tests.langgraph._xproc", mode, str(where)],
         cwd=ROOT,
         env=env,
@@ -96,6 +96,10 @@ def _side(mode: str, where: Path) -> Any:
         timeout=120,
         check=False,
     )
+
+
+def _side(mode: str, where: Path) -> Any:
+    proc = _run_side(mode, where)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -127,16 +131,7 @@ def test_resume_in_another_process_with_sqlite(tmp_path: Path) -> None:
 
 
 def test_a_crash_mid_call_leaves_an_unknown_outcome_that_is_escalated_not_rerun(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    crash = subprocess.run(
-        [sys.executable, "-m", "tests.langgraph._xproc", "crash", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    crash = _run_side("crash", tmp_path)
     assert crash.returncode == 3, crash.stderr  # killed inside create_ticket, after its side effect
     desk = SupportDesk(tmp_path / "desk.db")
     assert desk.count("tickets") == 1
