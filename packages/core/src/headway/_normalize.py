@@ -166,7 +166,7 @@ def safe_repr(value: Any) -> str:
     try:
         return repr(value)
     except Exception:
-        return f"<{type(value).__name__} object>"
+        return f"<unrepresentable {type(value).__qualname__}>"
 
 
 _FLAT = (str, int, float, bool, type(None))

@@ -25,6 +25,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, cast, runtime_checkable
 
+from ._normalize import safe_repr
 from ._types import Event, EventType
 
 __all__ = [
@@ -130,14 +131,7 @@ def _default(o: Any) -> Any:
         return o.model_dump(mode="json")
     if isinstance(o, Sequence) and not isinstance(o, str):
         return list(o)
-    return _repr(o)
-
-
-def _repr(o: object) -> str:
-    try:
-        return repr(o)
-    except Exception:
-        return f"<unrepresentable {type(o).__qualname__}>"
+    return safe_repr(o)
 
 
 def _make_fast_encoder() -> Callable[[object], str]:
@@ -178,7 +172,7 @@ def _slow_encode(data: object, limit: int) -> str:
         return _fast_encode(_sanitise(data, limit, 0, set()))
     except Exception as exc:
         # Only a container mutated by another thread while we walk it gets here; keep a trace of it.
-        return _fast_encode({"<unserialisable>": _clip(_repr(data), limit), "error": _repr(exc)})
+        return _fast_encode({"<unserialisable>": _clip(safe_repr(data), limit), "error": safe_repr(exc)})
 
 
 def _clip(s: str, limit: int) -> str:
@@ -215,7 +209,7 @@ def _key(k: object, limit: int) -> str:
         converted = _default(k)
     except Exception:
         converted = None
-    return _clip(converted if isinstance(converted, str) else _repr(k), limit)
+    return _clip(converted if isinstance(converted, str) else safe_repr(k), limit)
 
 
 def _sanitise(o: object, limit: int, depth: int, ancestors: set[int]) -> Any:
@@ -256,7 +250,7 @@ def _python_dump(o: object) -> object:
             return dump()
         except Exception:
             pass
-    return _repr(o)
+    return safe_repr(o)
 
 
 def _sanitise_container(
