@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -581,12 +580,32 @@ def test_ended_runs_are_released() -> None:
     assert guard.end_run("unknown") is None
 
 
-def test_idle_runs_expire_and_come_back_from_the_store() -> None:
-    guard = Guard(refund_policy(), store=MemoryStore(), idle_timeout=0.05)
+class _Clock:
+    """A monotonic clock the test moves by hand, so idle expiry does not depend on machine load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_idle_runs_expire_and_come_back_from_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    import headway._guard
+    import headway._run
+
+    clock = _Clock()
+    monkeypatch.setattr(headway._guard, "time", clock)
+    monkeypatch.setattr(headway._run, "time", clock)
+    guard = Guard(refund_policy(), store=MemoryStore(), idle_timeout=60)
     run = guard.start_run("idle")
     do(run, "lookup_order", {"order_id": "A1"}, "c1", {"order_id": "A1"})
+    clock.now += 59
     assert guard.active_runs == 1
-    time.sleep(0.1)
+    clock.now += 2
     assert guard.active_runs == 0
     back = guard.start_run("idle")
     assert back is not run
