@@ -285,3 +285,15 @@ async def test_async_stop_raises(guard: Guard, desk: SupportDesk) -> None:
     graph = build(script, desk_tools(desk), guard, InMemorySaver())
     with pytest.raises(GraphRunStopped):
         await graph.ainvoke(user(f"{ALICE} where is A1?"), config("t"))
+
+
+def test_the_tool_nodes_decisions_say_where_in_the_graph_they_were_made(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    graph = build([*IDENTIFY, DONE], desk_tools(desk), guard, InMemorySaver())
+    graph.invoke(user(f"{ALICE} who am I?"), config("where"))  # no callback handler: only the node records
+    guard.flush()
+    calls = [e for e in guard.store.events("where") if e.type == "tool_call"]
+    assert calls
+    assert all(e.data["meta"]["langgraph_node"] == "tools" for e in calls)
+    assert all(isinstance(e.data["meta"]["langgraph_step"], int) for e in calls)

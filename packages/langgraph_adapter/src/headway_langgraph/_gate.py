@@ -286,13 +286,22 @@ class ToolGate:
         return own
 
     @staticmethod
-    def _decide_one(run: Run, tool: str, args: Any, cid: str) -> Decision:
+    def _decide_one(
+        run: Run, tool: str, args: Any, cid: str, where: Mapping[str, Any] | None = None
+    ) -> Decision:
         prior = run.view.call(cid)
         if prior is not None:
             # Re-delivered (LangGraph re-runs the node on resume): the recorded decision, with the
             # arguments a person may have edited since.
             return run.tool_call(prior.tool, prior.args, cid)
-        return run.tool_call(tool, args, cid)
+        return run.tool_call(tool, args, cid, meta=where)
+
+    @staticmethod
+    def _where(request: ToolCallRequest) -> dict[str, Any]:
+        """The node and step of this call, recorded with its decision (as the callback handler does)."""
+        config = getattr(request.runtime, "config", None) or {}
+        md = config.get("metadata") or {}
+        return {k: md[k] for k in ("langgraph_node", "langgraph_step") if k in md}
 
     def _decide(self, run: Run, attempt: _Attempt, request: ToolCallRequest) -> Decision:
         cid = str(request.tool_call["id"])
@@ -300,9 +309,10 @@ class ToolGate:
             if not attempt.decided:
                 # Decide every call of the task in message order, whichever thread comes first: the
                 # decisions do not depend on thread timing, and the paused set is known to all.
+                where = self._where(request)
                 for c in self._siblings(request):
                     c_id = str(c.get("id"))
-                    d = self._decide_one(run, str(c.get("name")), c.get("args"), c_id)
+                    d = self._decide_one(run, str(c.get("name")), c.get("args"), c_id, where)
                     attempt.decisions[c_id] = d
                     if d.action in PERSON:
                         attempt.paused.append(c_id)
@@ -312,7 +322,7 @@ class ToolGate:
                 return known
             # not among the siblings (a custom input to the node): decided on its own
             d = attempt.decisions[cid] = self._decide_one(
-                run, str(request.tool_call["name"]), request.tool_call.get("args"), cid
+                run, str(request.tool_call["name"]), request.tool_call.get("args"), cid, self._where(request)
             )
             if d.action in PERSON:
                 attempt.paused.append(cid)
