@@ -133,3 +133,30 @@ async def test_streamed_stop_raises(guard: Guard, desk: SupportDesk) -> None:
         async for _ in streamed.stream_events():
             pass
     assert info.value.decision.action == "stop"
+
+
+async def test_a_tool_that_raises_is_recorded_as_a_failed_call(guard: Guard) -> None:
+    from agents import Agent, RunConfig, function_tool
+    from agents.testing import ScriptedModel
+
+    from headway_openai_agents import RUN_ID_KEY, guard_agent
+
+    @function_tool
+    def open_ticket(subject: str) -> str:
+        """Open a support ticket."""
+        raise RuntimeError("ticket service down")
+
+    model = ScriptedModel(
+        [call("open_ticket", "t1", subject="lamp"), text("I have opened a ticket for you.")]
+    )
+    agent = guard_agent(Agent[Any](name="desk", tools=[open_ticket]), guard)
+    await Runner.run(
+        agent, "open a ticket", context={RUN_ID_KEY: "raises"}, run_config=RunConfig(model=model)
+    )
+    run = guard.start_run("raises")
+    c = run.view.call("t1")
+    assert c is not None
+    assert c.error is not None  # the SDK's error text, recorded as a failure, not as an output
+    guard.flush()
+    final = [e for e in guard.store.events("raises") if e.type == "model"][-1]
+    assert [f["kind"] for f in final.data["decision"]["findings"]] == ["ignored_tool_error"]

@@ -31,6 +31,8 @@ GUARDRAIL_NAME = "headway"
 PAUSING = ("escalate", "clarify")
 # Allowed calls carry no output_info: the decision is in headway's trace store, and the hot path stays cheap.
 _ALLOW = ToolGuardrailFunctionOutput.allow()
+# The text the SDK's default `failure_error_function` returns when a function tool raises.
+_SDK_TOOL_ERROR = "An error occurred while running the tool"
 
 
 def as_text(output: Any) -> str:
@@ -122,7 +124,13 @@ class Gate:
         ctx = data.context
         run = run_for(self.guard, ctx)
         cid = extras(run).alias.get(ctx.tool_call_id, ctx.tool_call_id)
-        d = run.tool_result(cid, output=data.output, tool=ctx.tool_name)
+        output: Any = data.output
+        error: str | None = None
+        if isinstance(output, str) and output.startswith(_SDK_TOOL_ERROR):
+            # The SDK turned the tool's exception into this text (its default failure_error_function):
+            # for headway it is a failed call, so a later claim of success is caught as such.
+            output, error = None, data.output
+        d = run.tool_result(cid, output=output, error=error, tool=ctx.tool_name)
         if d.action == "allow":
             return _ALLOW
         if d.action == "stop":
