@@ -94,6 +94,11 @@ def _with_meta(data: dict[str, Any], meta: Mapping[str, Any] | None) -> dict[str
     return data
 
 
+def _call_data(call: ToolCall, decision: Decision) -> dict[str, Any]:
+    """A `tool_call` event's data: the call and the decision on it."""
+    return {"call_id": call.call_id, "tool": call.tool, "args": call.args, "decision": decision.to_dict()}
+
+
 def _output_hash(output: Any) -> int:
     # repr is C-fast and stable for equal payloads in the same key order, which is what "the same
     # result again" means for one tool.
@@ -246,9 +251,7 @@ class Run:
                 decision = self._gate(findings, resolved, tool=tool, call_id=call.call_id, call=call)
             except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
                 decision = self._internal_error(resolved, call, e)
-            data: dict[str, Any] = _with_meta(
-                {"call_id": call.call_id, "tool": tool, "args": parsed, "decision": decision.to_dict()}, meta
-            )
+            data = _with_meta(_call_data(call, decision), meta)
             if call.raw_args is not None:
                 data["raw_args"] = (
                     call.raw_args if isinstance(call.raw_args, str) else safe_repr(call.raw_args)
@@ -837,8 +840,7 @@ class Run:
         decision = Decision.escalate(finding.message, (finding,), tool=call.tool, call_id=call.call_id)
         call.action, call.findings = decision.action, decision.findings
         self._decided[call.call_id] = decision
-        data = {"call_id": call.call_id, "tool": call.tool, "args": call.args, "decision": decision.to_dict()}
-        self._write(self._next_seq(), "tool_call", data, durable=True)
+        self._write(self._next_seq(), "tool_call", _call_data(call, decision), durable=True)
         return decision
 
     def _restore(self, events: Iterable[Event]) -> None:

@@ -189,7 +189,7 @@ class RunView:
             last = self.last_call(pats, succeeded=True)
             return None if last is None else last.output
         hit = self._latest_entity(pats, match)
-        by_args = self._latest_by_args(pats, match)
+        by_args = next((c for c in reversed(self.calls_with(pats, match)) if c.succeeded), None)
         if hit is not None and (by_args is None or hit[0] >= by_args.step):
             return hit[2]
         return None if by_args is None else by_args.output
@@ -444,23 +444,6 @@ class RunView:
                 ):
                     best = hit
             break
-        return best
-
-    def _latest_by_args(self, pats: tuple[str, ...], match: Mapping[str, Any]) -> ToolCall | None:
-        items = [(f, norm(v)) for f, v in match.items()]
-        if any(k is None for _, k in items):
-            return None
-        first_field, first_key = items[0]
-        assert first_key is not None
-        best: ToolCall | None = None
-        for tool in self._by_tool:
-            if not any_match(pats, tool):
-                continue
-            for c in reversed(self._by_arg.get((tool, first_field, first_key), ())):
-                if c.succeeded and all(norm(c.args.get(f)) == k for f, k in items):
-                    if best is None or c.step > best.step:
-                        best = c
-                    break
         return best
 
     def calls_with(self, tools: Sequence[str], args: Mapping[str, Any]) -> list[ToolCall]:
