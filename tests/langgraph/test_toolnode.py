@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from examples.support_desk import SupportDesk
 from headway import Guard, HeadwayError, Policy, Tool
 from headway.traces import MemoryStore
 from headway_langgraph import INTERRUPT_TYPE, GraphRunStopped
+from headway_langgraph._gate import ToolGate
 
 from ._graphs import ALICE, IDENTIFY, build, config, user
 
@@ -235,6 +237,39 @@ def test_one_resolution_answers_every_paused_call(pay_guard: Guard) -> None:
     graph = build([TWO_PAYMENTS, DONE], _pay_tools(ran), pay_guard, InMemorySaver())
     cfg = config("t", pay_guard)
     graph.invoke(user("pay ann 5 and bob 7"), cfg)
+    graph.invoke(Command(resume={"action": "approve", "by": "m"}), cfg)
+    assert ran == Counter({"ann": 1, "bob": 1})
+
+
+def test_a_paused_sibling_that_starts_after_the_first_has_interrupted_does_not_hang(
+    pay_guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a loaded machine p1's thread can decide, interrupt and leave before p2's thread starts; p2
+    # must then find p1's outcome, not a fresh attempt in which nobody will ever ask (a hang in CI).
+    first_left = threading.Event()
+    enter, leave = ToolGate._enter, ToolGate._leave
+
+    def late_enter(self: ToolGate, run_id: str, request: Any) -> Any:
+        if request.tool_call["id"] == "p2":
+            assert first_left.wait(5)
+        return enter(self, run_id, request)
+
+    def leave_and_tell(self: ToolGate, run_id: str, attempt: Any) -> None:
+        leave(self, run_id, attempt)
+        first_left.set()
+
+    monkeypatch.setattr(ToolGate, "_enter", late_enter)
+    monkeypatch.setattr(ToolGate, "_leave", leave_and_tell)
+    ran: Counter[str] = Counter()
+    graph = build([TWO_PAYMENTS, DONE], _pay_tools(ran), pay_guard, InMemorySaver())
+    cfg = config("t", pay_guard)
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(graph.invoke(user("pay ann 5 and bob 7"), cfg)))
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the late sibling hangs"
+    (intr,) = outcome[0]["__interrupt__"]
+    assert [c["call_id"] for c in intr.value["calls"]] == ["p1", "p2"]
     graph.invoke(Command(resume={"action": "approve", "by": "m"}), cfg)
     assert ran == Counter({"ann": 1, "bob": 1})
 

@@ -162,10 +162,14 @@ class _Attempt:
     interrupts for every paused call of the task; its siblings wait for its outcome.
     """
 
-    def __init__(self, key: object) -> None:
+    def __init__(self, key: object, *, shared: bool) -> None:
         self.key = key  # keeps the ExecutionInfo alive, so its id() is not reused while we use it
+        # False when the runtime gives no ExecutionInfo: calls cannot be told apart by task, so each
+        # call is its own attempt (it would otherwise wait on siblings that never join it)
+        self.shared = shared
         self.lock = threading.Lock()
         self.refs = 0
+        self.entered: set[str] = set()
         self.decided = False
         self.decisions: dict[str, Decision] = {}
         self.paused: list[str] = []
@@ -192,6 +196,7 @@ class _Shared:
 # or a ToolNode and a middleware side by side); keyed weakly so a dropped Guard takes its entry along.
 _SHARED: weakref.WeakKeyDictionary[Guard, _Shared] = weakref.WeakKeyDictionary()
 _SHARED_LOCK = threading.Lock()
+_MAX_ATTEMPTS = 1024
 
 
 def _shared(guard: Guard) -> _Shared:
@@ -252,15 +257,29 @@ class ToolGate:
         with self._lock:
             attempt = self._attempts.get(key)
             if attempt is None:
-                attempt = self._attempts[key] = _Attempt(anchor)
+                attempt = self._attempts[key] = _Attempt(anchor, shared=info is not None)
+                self._evict()
             attempt.refs += 1
+            attempt.entered.add(str(request.tool_call["id"]))
             return attempt
 
     def _leave(self, run_id: str, attempt: _Attempt) -> None:
         with self._lock:
             attempt.refs -= 1
-            if attempt.refs == 0:
+            # Kept while a sibling has yet to enter: on a loaded machine one call can pause, interrupt
+            # and leave before its sibling's thread starts, and the sibling must then find the outcome
+            # it waits for, not a fresh attempt in which nobody will ever ask.
+            if attempt.refs == 0 and attempt.entered.issuperset(attempt.decisions):
                 self._attempts.pop((run_id, id(attempt.key)), None)
+
+    def _evict(self) -> None:
+        """Bounds the attempts kept for siblings that never came (a task that failed before running
+        all its calls): the oldest idle ones go first."""
+        if len(self._attempts) <= _MAX_ATTEMPTS:
+            return
+        idle = [k for k, a in self._attempts.items() if a.refs == 0]
+        for key in idle[: len(self._attempts) - _MAX_ATTEMPTS]:
+            del self._attempts[key]
 
     def _siblings(self, request: ToolCallRequest) -> list[Mapping[str, Any]]:
         """The calls this task runs: every call of the last AI message when the node was reached by an
@@ -310,7 +329,8 @@ class ToolGate:
                 # Decide every call of the task in message order, whichever thread comes first: the
                 # decisions do not depend on thread timing, and the paused set is known to all.
                 where = self._where(request)
-                for c in self._siblings(request):
+                calls = self._siblings(request) if attempt.shared else [request.tool_call]
+                for c in calls:
                     c_id = str(c.get("id"))
                     d = self._decide_one(run, str(c.get("name")), c.get("args"), c_id, where)
                     attempt.decisions[c_id] = d
