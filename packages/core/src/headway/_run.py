@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from ._policy import Check, Policy
     from ._store import TraceStore
 
-HumanAction = Literal["approve", "reject", "edit", "answer"]
-HUMAN_ACTIONS: tuple[HumanAction, ...] = ("approve", "reject", "edit", "answer")
 CONFLICT = "consistent_with_observations"
 TAINT = "taint"
 _AUTO_UNAMBIGUOUS = _checks.unambiguous(severity="high")
