@@ -6,6 +6,7 @@ after it runs, tracks progress, and returns a Decision: allow, block, clarify, e
 
 from . import checks
 from ._errors import HeadwayError, PolicyError, RunStopped
+from ._escalations import Escalation, EscalationConflict, EscalationStore, HumanAction
 from ._guard import Guard
 from ._policy import Budgets, Identity, Milestone, Policy, Thresholds, Tool
 from ._progress import Progress
@@ -19,10 +20,14 @@ __all__ = [
     "Action",
     "Budgets",
     "Decision",
+    "Escalation",
+    "EscalationConflict",
+    "EscalationStore",
     "Event",
     "Finding",
     "Guard",
     "HeadwayError",
+    "HumanAction",
     "Identity",
     "Kind",
     "Milestone",

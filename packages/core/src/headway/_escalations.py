@@ -261,7 +261,7 @@ def validate_decision(
     if action not in HUMAN_ACTIONS:
         raise HeadwayError(f"action must be one of {', '.join(HUMAN_ACTIONS)}, got {action!r}")
     if not isinstance(by, str) or not by.strip():
-        raise HeadwayError("a decision must say who decided (`by`)")
+        raise HeadwayError("`by` must name who decided")
     if len(by) > 200:
         raise HeadwayError("`by` is longer than 200 characters")
     if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE_CHARS):
@@ -271,7 +271,7 @@ def validate_decision(
     new_args: dict[str, Any] | None = None
     if action == "edit":
         if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
-            raise HeadwayError("an edit needs `args`: a JSON object of the new arguments")
+            raise HeadwayError("an edit needs the new `args` (a JSON object)")
         try:
             encoded = json.dumps(dict(args), allow_nan=False)
         except (TypeError, ValueError) as e:

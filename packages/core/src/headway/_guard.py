@@ -6,36 +6,65 @@ once; idle runs expire after `idle_timeout` and are restored from the trace stor
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from ._escalations import Escalation, EscalationStore, MemoryEscalations, SQLiteEscalations
 from ._policy import Policy
 from ._run import Run
 from ._store import MemoryStore, SQLiteStore, TraceStore
 from ._types import Decision
 
+if TYPE_CHECKING:
+    from .notify import Notifier
+
 DEFAULT_TRACES = ".headway/traces.db"
+
+
+_log = logging.getLogger("headway")
 
 
 def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore:
     if store is None:
         # HEADWAY_TRACES lets a deployment (or a test session) move the embedded store without code.
-        target = os.environ.get("HEADWAY_TRACES", DEFAULT_TRACES)
-        return MemoryStore() if target == ":memory:" else SQLiteStore(target)
+        store = os.environ.get("HEADWAY_TRACES", DEFAULT_TRACES)
     if isinstance(store, str | os.PathLike):
-        return MemoryStore() if str(store) == ":memory:" else SQLiteStore(store)
+        target = str(store)
+        if target == ":memory:":
+            return MemoryStore()
+        if target.startswith(("postgresql://", "postgres://")):
+            from .postgres import PostgresStore  # optional: headway[postgres]
+
+            return PostgresStore(target)
+        return SQLiteStore(store)
     return store
+
+
+def _escalation_store(traces: TraceStore) -> EscalationStore:
+    """Escalations live beside the traces: in the same SQLite file, or the same PostgreSQL database."""
+    if isinstance(traces, EscalationStore):
+        return traces
+    if isinstance(traces, SQLiteStore) and str(traces.path) != ":memory:":
+        return SQLiteEscalations(traces.path)
+    return MemoryEscalations()
 
 
 class Guard:
     """Verification for every run of one agent: `guard.start_run(run_id)` per run, `guard.close()` at exit.
 
-    `store`: a TraceStore, a SQLite path, ":memory:", or None for `.headway/traces.db` (or the
-    HEADWAY_TRACES environment variable).
+    `store`: a TraceStore, a SQLite path, a `postgresql://` DSN (`headway[postgres]`), ":memory:", or
+    None for `.headway/traces.db` (or the HEADWAY_TRACES environment variable).
+    `escalations`: where escalations and the exactly-once ledger are kept; by default beside the traces
+    (the same SQLite file or PostgreSQL database; in memory for a memory store).
+    `notify`: notifiers told about each new escalation (e.g. `headway.notify.WebhookNotifier`).
+    `require_stored_decisions`: a resume must carry a decision the escalation store already holds
+    (decided in the inbox, the CLI or through `guard.escalations`); otherwise a resume records its own
+    decision there, and one that contradicts the stored decision is refused either way.
     """
 
     def __init__(
@@ -43,12 +72,20 @@ class Guard:
         policy: Policy,
         *,
         store: TraceStore | str | os.PathLike[str] | None = None,
+        escalations: EscalationStore | None = None,
+        notify: Iterable[Notifier] = (),
+        require_stored_decisions: bool = False,
         idle_timeout: float = 3600.0,
     ) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"Guard needs a Policy, got {type(policy).__name__}")
         self.policy = policy
         self.store = _open_store(store)
+        self.escalations: EscalationStore = (
+            escalations if escalations is not None else _escalation_store(self.store)
+        )
+        self.notifiers: tuple[Notifier, ...] = tuple(notify)
+        self.require_stored_decisions = require_stored_decisions
         self.idle_timeout = idle_timeout
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
@@ -74,19 +111,37 @@ class Guard:
             if run is not None and not run.ended:
                 return run
             if run is not None:
-                fresh = Run(self.policy, rid, self.store, metadata=metadata, first_seq=run.last_seq + 1)
+                fresh = self._run(rid, metadata, first_seq=run.last_seq + 1)
             else:
                 events = self.store.events(rid)
                 ends = [i for i, e in enumerate(events) if e.type == "end"]
                 current = events[ends[-1] + 1 :] if ends else events
                 if current:
-                    fresh = Run(self.policy, rid, self.store, metadata=metadata, record_start=False)
+                    fresh = self._run(rid, metadata, record_start=False)
                     fresh._restore(current)
                 else:
-                    last = events[-1].seq if events else 0
-                    fresh = Run(self.policy, rid, self.store, metadata=metadata, first_seq=last + 1)
+                    fresh = self._run(rid, metadata, first_seq=(events[-1].seq if events else 0) + 1)
             self._runs[rid] = fresh
             return fresh
+
+    def _run(self, rid: str, metadata: Mapping[str, Any] | None, **kw: Any) -> Run:
+        return Run(
+            self.policy,
+            rid,
+            self.store,
+            metadata=metadata,
+            escalations=self.escalations,
+            notify=self._notify if self.notifiers else None,
+            require_stored_decisions=self.require_stored_decisions,
+            **kw,
+        )
+
+    def _notify(self, escalation: Escalation) -> None:
+        for notifier in self.notifiers:
+            try:
+                notifier.notify(escalation, self.escalations)
+            except Exception:  # telling people must never break the agent; deliveries record failures
+                _log.exception("headway: notifier %r failed on escalation %s", notifier, escalation.id)
 
     def get_run(self, run_id: str) -> Run | None:
         """The active run with this id, if any (no restore, no creation)."""
@@ -110,8 +165,11 @@ class Guard:
         self.store.flush()
 
     def close(self) -> None:
-        """Flush and close the trace store. The Guard must not be used afterwards."""
+        """Flush and close the trace and escalation stores. The Guard must not be used afterwards."""
         self.store.close()
+        shared: object = self.store  # one PostgreSQL store can be both
+        if self.escalations is not shared:
+            self.escalations.close()
 
     def __enter__(self) -> Guard:
         return self

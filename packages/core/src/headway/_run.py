@@ -14,12 +14,21 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import checks as _checks
 from ._claims import claimed
 from ._errors import HeadwayError
+from ._escalations import (
+    Escalation,
+    EscalationConflict,
+    EscalationStore,
+    HumanAction,
+    LedgerEntry,
+    escalation_id,
+    validate_decision,
+)
 from ._normalize import any_match, as_patterns, canonical, leaves, parse_payload, safe_repr
 from ._policy import RISK_WEIGHT, _Resolved
 from ._progress import Progress, Tracker
@@ -34,6 +43,9 @@ CONFLICT = "consistent_with_observations"
 TAINT = "taint"
 _AUTO_UNAMBIGUOUS = _checks.unambiguous(severity="high")
 _MAX_TEXT = 100_000
+# `Run.begin`'s answer: run the call now; it already ran (replay its recorded result); or wait (it may not
+# run: not allowed, or its outcome is unknown and a person was asked).
+Start = Literal["run", "done", "wait"]
 _log = logging.getLogger("headway")
 
 
@@ -126,6 +138,9 @@ class Run:
         metadata: Mapping[str, Any] | None = None,
         record_start: bool = True,
         first_seq: int = 1,
+        escalations: EscalationStore | None = None,
+        notify: Callable[[Escalation], None] | None = None,
+        require_stored_decisions: bool = False,
     ) -> None:
         self.run_id = run_id
         self.policy = policy
@@ -144,6 +159,12 @@ class Run:
         # Side-effecting calls a restored trace shows as allowed but without a result: the process that
         # ran them may have crashed mid-call, so whether the side effect happened is unknown.
         self._unknown: set[str] = set()
+        # Escalation records: the store, who to tell about a new one, and how many each call has had (a
+        # call escalated again after an edit gets a new record; the ids are derived from these counts).
+        self._escalations = escalations
+        self._notify = notify
+        self._require_stored = require_stored_decisions
+        self._rounds: dict[str, int] = {}
         self._user_pattern = (
             re.compile(policy.identity.pattern, re.IGNORECASE)
             if policy.identity is not None and policy.identity.pattern
@@ -249,6 +270,7 @@ class Run:
                 decision = self._gate(findings, resolved, tool=tool, call_id=call.call_id, call=call)
             except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
                 decision = self._internal_error(resolved, call, e)
+            decision = self._open_escalation(call, decision)
             data = _with_meta(_call_data(call, decision), meta)
             if call.raw_args is not None:
                 data["raw_args"] = (
@@ -331,6 +353,8 @@ class Run:
                 milestones = []
             self._finish_result(call, decision)
             self._results[call.call_id] = decision
+            if self._escalations is not None and resolved.risk != "read" and not resolved.idempotent:
+                self._executed(call, parsed, err)
             data = {
                 "call_id": call.call_id,
                 "tool": call.tool,
@@ -373,10 +397,10 @@ class Run:
                 raise HeadwayError(
                     f"call {call_id!r} is not waiting for a person (its decision was {call.action!r})"
                 )
-            if action not in HUMAN_ACTIONS:
-                raise HeadwayError(f"action must be one of {HUMAN_ACTIONS}, got {action!r}")
-            if not by or not str(by).strip():
-                raise HeadwayError("`by` must name who decided")
+            validate_decision(action, by, message, args, text)
+            esc_id = self._decided[call_id].escalation_id
+            if esc_id is not None and self._escalations is not None:
+                by, message, args, text = self._arbitrate(esc_id, action, by, message, args, text)
             resolved = self.policy.resolve(call.tool)
             seq = self._next_seq()
             if action == "approve":
@@ -404,6 +428,7 @@ class Run:
                 decision = self._gate(
                     findings, resolved, tool=call.tool, call_id=call_id, call=probe, approved=True
                 )
+                decision = self._open_escalation(probe, decision)
             else:
                 if not text:
                     raise HeadwayError("an answer needs the user's `text`")
@@ -411,6 +436,7 @@ class Run:
                 sig = self._sigs.get(call_id, call.tool)
                 findings = self._before(call, resolved, sig, repeat_of=call)
                 decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=call)
+                decision = self._open_escalation(call, decision)
             data: dict[str, Any] = {
                 "call_id": call_id,
                 "action": action,
@@ -821,6 +847,144 @@ class Run:
             self.view._mark_ran(call, write=resolved.risk != "read")
             self._tracker.on_ran(self._sigs[call.call_id], call.step)
 
+    # ---- escalation records and the ledger ------------------------------------------------------------
+
+    def begin(self, call_id: str) -> Start:
+        """Call right before running an allowed call; the answer says whether to.
+
+        "run": go ahead (for a side-effecting tool the ledger now says executing, owned by this caller).
+        "done": it already ran (in this process or another); its recorded result is on
+        `run.view.call(call_id)`: hand that back instead of running the tool again.
+        "wait": it must not run: it was not allowed, or it is already executing somewhere or a crash left
+        its outcome unknown, in which case it is escalated to a person (`run.decision(call_id)`).
+        """
+        with self._lock:
+            call = self.view.call(call_id)
+            if call is None or call.action != "allow":
+                return "wait"
+            if call.done:
+                return "done"
+            resolved = self.policy.resolve(call.tool)
+            if self._escalations is None or resolved.risk == "read" or resolved.idempotent:
+                return "run"
+            try:
+                claim = self._escalations.begin(self.run_id, call_id)
+            except Exception as e:
+                # Fail closed: a side effect whose start is not on record must not happen.
+                _log.exception("headway: could not record the start of %s in run %s", call_id, self.run_id)
+                d = Decision.block(
+                    f"headway could not record that {call.tool} started ({type(e).__name__}); it was not run",
+                    call.findings,
+                    tool=call.tool,
+                    call_id=call_id,
+                )
+                call.action, self._decided[call_id] = d.action, d
+                return "wait"
+            if claim.owner:
+                return "run"
+            assert claim.entry is not None
+            if claim.entry.state == "executed":
+                self._replay(call, claim.entry)
+                return "done"
+            self._unknown_outcome(call)
+            return "wait"
+
+    def escalation(self, call_id: str) -> Escalation | None:
+        """The stored escalation record of a call's current decision (None when it has none)."""
+        d = self._decided.get(call_id)
+        if d is None or d.escalation_id is None or self._escalations is None:
+            return None
+        return self._escalations.get(d.escalation_id)
+
+    def _open_escalation(self, call: ToolCall, decision: Decision, *, unknown: bool = False) -> Decision:
+        """Give a clarify/escalate decision its durable record (and tell the notifiers about a new one)."""
+        if decision.action not in ("escalate", "clarify") or self._escalations is None:
+            return decision
+        n = self._rounds.get(call.call_id, 0)
+        self._rounds[call.call_id] = n + 1
+        eid = escalation_id(self.run_id, call.call_id, n)
+        fresh = Escalation(
+            eid,
+            self.run_id,
+            call.call_id,
+            call.tool,
+            dict(call.args),
+            "clarify" if decision.action == "clarify" else "escalate",
+            decision.reason,
+            decision.question,
+            decision.findings,
+            time.time(),
+            metadata={"unknown_outcome": True} if unknown else {},
+        )
+        try:
+            stored = self._escalations.create(fresh)
+        except Exception:
+            # The call waits either way; the record can be re-created when the call is re-delivered.
+            _log.exception("headway: could not record escalation %s of run %s", eid, self.run_id)
+        else:
+            if stored.created_at == fresh.created_at and self._notify is not None:
+                self._notify(stored)  # new, not one a replay re-created
+        return dataclasses.replace(decision, escalation_id=eid)
+
+    def _arbitrate(
+        self,
+        esc_id: str,
+        action: HumanAction,
+        by: str,
+        message: str | None,
+        args: Mapping[str, Any] | None,
+        text: str | None,
+    ) -> tuple[str, str | None, Mapping[str, Any] | None, str | None]:
+        """The store decides who decided: record this decision there (a conditional update), or check it
+        against the one already there. Returns the stored decision's values."""
+        assert self._escalations is not None
+        stored = self._escalations.get(esc_id)
+        if stored is None:
+            if self._require_stored:
+                raise HeadwayError(
+                    f"escalation {esc_id} is not in the escalation store; nothing can be resumed"
+                )
+            return by, message, args, text
+        if stored.pending:
+            if self._require_stored:
+                raise HeadwayError(
+                    f"escalation {esc_id} has no decision in the store yet: decide it first "
+                    f"(`headway escalations {action} {esc_id}`, the inbox, or guard.escalations.decide)"
+                )
+            try:
+                stored = self._escalations.decide(
+                    esc_id, action, by=by, message=message, args=args, text=text
+                )
+            except EscalationConflict as e:
+                stored = e.current  # decided meanwhile by someone else: it must match, below
+        same = stored.action == action and (
+            (action != "edit" or dict(stored.new_args or {}) == dict(args or {}))
+            and (action != "answer" or stored.text == text)
+        )
+        if not same:
+            raise HeadwayError(
+                f"refused: escalation {esc_id} was {stored.status} by {stored.decided_by}, "
+                f"but this resume says {action!r}"
+            )
+        if stored.metadata.get("unknown_outcome") and action in ("approve", "edit"):
+            # A person checked the unknown outcome and wants it run: let `begin` claim it afresh.
+            self._escalations.release(self.run_id, stored.call_id)
+        return str(stored.decided_by), stored.message, stored.new_args, stored.text
+
+    def _executed(self, call: ToolCall, output: Any, error: str | None) -> None:
+        """Ledger: executing -> executed, with the result, before the result's decision is returned."""
+        assert self._escalations is not None
+        try:
+            self._escalations.finish(self.run_id, call.call_id, output, error)
+        except Exception:
+            # The result is still in the trace; a restart without it escalates the call as unknown.
+            _log.exception("headway: could not record the result of %s in run %s", call.call_id, self.run_id)
+
+    def _replay(self, call: ToolCall, entry: LedgerEntry) -> None:
+        """A call the ledger shows as executed (by another process): take its recorded result."""
+        self._unknown.discard(call.call_id)
+        self.tool_result(call.call_id, output=entry.output, error=entry.error)
+
     # ---- restoring ----------------------------------------------------------------------------------
 
     def _unknown_outcome(self, call: ToolCall) -> Decision:
@@ -836,6 +1000,7 @@ class Run:
             "escalate",
         )
         decision = Decision.escalate(finding.message, (finding,), tool=call.tool, call_id=call.call_id)
+        decision = self._open_escalation(call, decision, unknown=True)
         call.action, call.findings = decision.action, decision.findings
         self._decided[call.call_id] = decision
         self._write(self._next_seq(), "tool_call", _call_data(call, decision), durable=True)
@@ -846,13 +1011,27 @@ class Run:
         self._restore_events(events)
         for call in self.view.calls():
             r = self.policy.resolve(call.tool)
-            if not call.done and r.risk != "read" and not r.idempotent:
+            if call.done or call.action != "allow" or r.risk == "read" or r.idempotent:
+                continue
+            entry = None
+            if self._escalations is not None:
+                try:
+                    entry = self._escalations.ledger(self.run_id, call.call_id)
+                except Exception:
+                    _log.exception("headway: could not read the ledger of run %s", self.run_id)
+            if entry is not None and entry.state == "executed":
+                self._replay(call, entry)  # the result's trace event was lost with the process
+            else:
                 self._unknown.add(call.call_id)
 
     def _restore_events(self, events: Iterable[Event]) -> None:
         for ev in events:
             d = ev.data
             self._seq = max(self._seq, ev.seq)
+            opened = d.get("decision") if ev.type in ("tool_call", "human") else None
+            if isinstance(opened, Mapping) and opened.get("escalation_id"):
+                cid = str(d.get("call_id"))
+                self._rounds[cid] = self._rounds.get(cid, 0) + 1  # the next record gets the next id
             if ev.type == "start":
                 self.metadata = dict(d.get("metadata") or {})
             elif ev.type == "user":

@@ -96,6 +96,8 @@ class Decision:
     call_id: str | None = None
     question: str | None = None
     stage: Stage = "call"
+    # The escalation record a person decides (clarify and escalate decisions, when the guard keeps them).
+    escalation_id: str | None = None
 
     def for_model(self) -> str:
         """The text an adapter gives the model when the step does not simply go ahead ("" for allow)."""
@@ -171,6 +173,8 @@ class Decision:
             d["question"] = self.question
         if self.stage != "call":
             d["stage"] = self.stage
+        if self.escalation_id is not None:
+            d["escalation_id"] = self.escalation_id
         return d
 
     @classmethod
@@ -184,6 +188,7 @@ class Decision:
             call_id=d.get("call_id"),
             question=d.get("question"),
             stage=d.get("stage", "call"),
+            escalation_id=d.get("escalation_id"),
         )
 
 

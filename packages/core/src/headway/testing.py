@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._escalations import HumanAction
 from ._guard import Guard
-from ._run import HumanAction, Run
+from ._run import Run
 from ._types import Decision
 
 __all__ = [
