@@ -22,7 +22,7 @@ from examples.langgraph_support_desk.scripted import turn
 from examples.support_desk import SupportDesk
 from headway import Guard, HeadwayError, Policy, Tool
 from headway.traces import MemoryStore
-from headway_langgraph import INTERRUPT_TYPE, GraphRunStopped
+from headway_langgraph import INTERRUPT_TYPE, GraphRunStopped, resume_from_store
 from headway_langgraph._gate import ToolGate
 
 from ._graphs import ALICE, IDENTIFY, build, config, user
@@ -65,8 +65,10 @@ def test_escalation_pauses_with_a_structured_json_payload(guard: Guard, desk: Su
     (intr,) = out["__interrupt__"]
     p = intr.value
     assert p["type"] == INTERRUPT_TYPE
+    esc = guard.start_run("t").escalation("c3")
+    assert esc is not None
     assert (p["escalation_id"], p["run_id"], p["call_id"], p["tool"], p["kind"]) == (
-        "t/c3",
+        esc.id,
         "t",
         "c3",
         "refund_order",
@@ -332,3 +334,38 @@ def test_the_tool_nodes_decisions_say_where_in_the_graph_they_were_made(
     assert calls
     assert all(e.data["meta"]["langgraph_node"] == "tools" for e in calls)
     assert all(isinstance(e.data["meta"]["langgraph_step"], int) for e in calls)
+
+
+# ---- decisions from the escalation store ------------------------------------------------------------
+
+
+def test_resume_from_store_applies_the_decision_made_in_the_inbox(guard: Guard, desk: SupportDesk) -> None:
+    graph, cfg, out = _paused(guard, desk)
+    eid = out["__interrupt__"][0].value["escalation_id"]
+    with pytest.raises(HeadwayError, match=f"still waiting for a person's decision: {eid}"):
+        resume_from_store(graph, cfg, guard)
+    guard.escalations.decide(eid, "approve", by="ops@inbox")
+    graph.invoke(resume_from_store(graph, cfg, guard), cfg)
+    assert desk.count("refunds") == 1
+    run = guard.start_run("t")
+    assert run.decision("c3") is not None
+    esc = guard.escalations.get(eid)
+    assert esc is not None
+    assert (esc.status, esc.decided_by) == ("approved", "ops@inbox")
+
+
+def test_a_resume_that_contradicts_the_store_is_refused_and_nothing_runs(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    graph, cfg, out = _paused(guard, desk)
+    eid = out["__interrupt__"][0].value["escalation_id"]
+    guard.escalations.decide(eid, "reject", by="ops@inbox", message="no refunds over $200 today")
+    with pytest.raises(ValidationError, match="was rejected by ops@inbox"):
+        graph.invoke(Command(resume={"action": "approve", "by": "mallory"}), cfg)
+    assert desk.count("refunds") == 0
+    assert graph.get_state(cfg).interrupts  # still paused: it can be resumed properly
+    out = graph.invoke(resume_from_store(graph, cfg, guard), cfg)
+    assert desk.count("refunds") == 0
+    assert (
+        "no refunds over $200 today" in next(m for m in _tool_messages(out) if m.tool_call_id == "c3").content
+    )

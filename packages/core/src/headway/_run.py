@@ -926,6 +926,51 @@ class Run:
                 self._notify(stored)  # new, not one a replay re-created
         return dataclasses.replace(decision, escalation_id=eid)
 
+    def refusal(
+        self,
+        call_id: str,
+        action: HumanAction,
+        *,
+        args: Mapping[str, Any] | None = None,
+        text: str | None = None,
+    ) -> str | None:
+        """Why the escalation store refuses this decision on a paused call (None: it would be taken).
+
+        Adapters ask before a framework saves a resume value, so a refused resume leaves the pause as it
+        was and can be answered again.
+        """
+        with self._lock:
+            d = self._decided.get(call_id)
+            if d is None or d.escalation_id is None or self._escalations is None:
+                return None
+            stored = self._escalations.get(d.escalation_id)
+            return self._refuses(d.escalation_id, stored, action, args, text)
+
+    def _refuses(
+        self,
+        esc_id: str,
+        stored: Escalation | None,
+        action: HumanAction,
+        args: Mapping[str, Any] | None,
+        text: str | None,
+    ) -> str | None:
+        if stored is None:
+            return f"escalation {esc_id} is not in the escalation store" if self._require_stored else None
+        if stored.pending:
+            if not self._require_stored:
+                return None
+            return (
+                f"escalation {esc_id} has no decision in the store yet: decide it first "
+                f"(`headway escalations {action} {esc_id}`, the inbox, or guard.escalations.decide)"
+            )
+        same = stored.action == action and (
+            (action != "edit" or dict(stored.new_args or {}) == dict(args or {}))
+            and (action != "answer" or stored.text == text)
+        )
+        if same:
+            return None
+        return f"refused: escalation {esc_id} was {stored.status} by {stored.decided_by}, but this resume says {action!r}"
+
     def _arbitrate(
         self,
         esc_id: str,
@@ -939,33 +984,19 @@ class Run:
         against the one already there. Returns the stored decision's values."""
         assert self._escalations is not None
         stored = self._escalations.get(esc_id)
-        if stored is None:
-            if self._require_stored:
-                raise HeadwayError(
-                    f"escalation {esc_id} is not in the escalation store; nothing can be resumed"
-                )
-            return by, message, args, text
-        if stored.pending:
-            if self._require_stored:
-                raise HeadwayError(
-                    f"escalation {esc_id} has no decision in the store yet: decide it first "
-                    f"(`headway escalations {action} {esc_id}`, the inbox, or guard.escalations.decide)"
-                )
+        reason = self._refuses(esc_id, stored, action, args, text)
+        if reason is None and stored is not None and stored.pending:
             try:
                 stored = self._escalations.decide(
                     esc_id, action, by=by, message=message, args=args, text=text
                 )
             except EscalationConflict as e:
-                stored = e.current  # decided meanwhile by someone else: it must match, below
-        same = stored.action == action and (
-            (action != "edit" or dict(stored.new_args or {}) == dict(args or {}))
-            and (action != "answer" or stored.text == text)
-        )
-        if not same:
-            raise HeadwayError(
-                f"refused: escalation {esc_id} was {stored.status} by {stored.decided_by}, "
-                f"but this resume says {action!r}"
-            )
+                stored = e.current  # decided meanwhile by someone else: it must agree
+                reason = self._refuses(esc_id, stored, action, args, text)
+        if reason is not None:
+            raise HeadwayError(reason)
+        if stored is None:
+            return by, message, args, text
         if stored.metadata.get("unknown_outcome") and action in ("approve", "edit"):
             # A person checked the unknown outcome and wants it run: let `begin` claim it afresh.
             self._escalations.release(self.run_id, stored.call_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._decided import resume_from_store
 from ._errors import GraphRunStopped
 from ._gate import INTERRUPT_TYPE, ToolGate
 from ._handler import HeadwayCallbackHandler
@@ -31,6 +32,7 @@ __all__ = [
     "ToolGate",
     "__version__",
     "guarded_tool_node",
+    "resume_from_store",
 ]
 
 

@@ -23,7 +23,7 @@ from langgraph.types import Command, interrupt
 from headway import Decision, Guard, HeadwayError, Run, ToolCall
 
 from ._errors import GraphRunStopped
-from ._resume import Resume
+from ._resume import Resolution, Resume
 
 ToolOutput: TypeAlias = ToolMessage | Command[Any]
 Execute: TypeAlias = Callable[[ToolCallRequest], ToolOutput]
@@ -129,6 +129,7 @@ def still_waiting(d: Decision, call_id: str, tool: str) -> ToolMessage:
 def call_payload(call: ToolCall, d: Decision) -> dict[str, Any]:
     """One paused call as plain JSON (interrupt payloads are checkpointed: no custom types)."""
     return {
+        "escalation_id": d.escalation_id,  # the store's record: the inbox and the CLI decide it by this id
         "call_id": call.call_id,
         "tool": call.tool,
         "args": dict(call.args),
@@ -145,7 +146,6 @@ def pause_payload(run_id: str, calls: Sequence[dict[str, Any]]) -> dict[str, Any
     first = calls[0]
     return {
         "type": INTERRUPT_TYPE,
-        "escalation_id": f"{run_id}/{first['call_id']}",
         "run_id": run_id,
         **first,
         "calls": list(calls),
@@ -358,8 +358,16 @@ class ToolGate:
             call = run.view.call(c_id)
             assert call is not None
             payload.append(call_payload(call, attempt.decisions[c_id]))
-        value = interrupt(pause_payload(run.run_id, payload), response_schema=Resume.expecting(ids))
-        resume = value if isinstance(value, Resume) else Resume.expecting(ids).model_validate(value)
+
+        def verify(resolutions: Mapping[str, Resolution]) -> None:
+            for c_id, r in resolutions.items():
+                reason = run.refusal(c_id, r.action, args=r.args, text=r.text)
+                if reason is not None:
+                    raise ValueError(reason)
+
+        schema = Resume.expecting(ids, verify)
+        value = interrupt(pause_payload(run.run_id, payload), response_schema=schema)
+        resume = value if isinstance(value, Resume) else schema.model_validate(value)
         for c_id, r in resume.resolutions().items():
             call = run.view.call(c_id)
             if call is None or call.action not in PERSON:
@@ -437,6 +445,19 @@ class ToolGate:
             fut = self._shared.inflight[key] = Future()
             return fut, True, None
 
+    @staticmethod
+    def _held(run: Run, cid: str, tool: str) -> ToolMessage | None:
+        """The ledger's word before a call runs (None: run it). Another process may have run it (its
+        recorded result is handed back) or left its outcome unknown (a person is asked on the next try)."""
+        start = run.begin(cid)
+        if start == "run":
+            return None
+        call, d = run.view.call(cid), run.decision(cid)
+        if start == "done" and call is not None:
+            return replayed(call, d)
+        assert d is not None
+        return blocked(d, cid, tool) if d.action in ("block", "stop") else still_waiting(d, cid, tool)
+
     def _release(self, run: Run, cid: str) -> None:
         with self._shared.lock:
             self._shared.inflight.pop((run.run_id, cid), None)
@@ -474,6 +495,10 @@ class ToolGate:
         if not owner:
             return fut.result()
         try:
+            held = self._held(run, cid, tool)
+            if held is not None:
+                fut.set_result(held)
+                return held
             try:
                 out = execute(self._request_for(run, request, cid))
             except GraphBubbleUp:
@@ -502,6 +527,10 @@ class ToolGate:
         if not owner:
             return await asyncio.wrap_future(fut)
         try:
+            held = self._held(run, cid, tool)
+            if held is not None:
+                fut.set_result(held)
+                return held
             try:
                 out = await execute(self._request_for(run, request, cid))
             except GraphBubbleUp:

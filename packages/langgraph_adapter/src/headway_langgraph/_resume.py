@@ -6,6 +6,7 @@ pydantic ValidationError *before* saving it: the same interrupt can be answered 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -57,8 +58,10 @@ class Resume(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # The call ids the interrupt is waiting on; set on the per-interrupt subclass.
+    # The call ids the interrupt is waiting on, and a check against the escalation store (raises
+    # ValueError to refuse); both set on the per-interrupt subclass.
     expected: ClassVar[tuple[str, ...]] = ()
+    verify: ClassVar[Callable[[Mapping[str, Resolution]], None] | None] = None
 
     action: HumanAction | None = None
     by: str | None = None
@@ -82,12 +85,15 @@ class Resume(BaseModel):
                     + (f"; missing {missing}" if missing else "")
                     + (f"; not paused here: {unknown}" if unknown else "")
                 )
-            return self
-        _complete(self.action, self.by, self.args, self.text)
-        if self.action == "edit" and len(self.expected) > 1:
-            raise ValueError(
-                f"an edit applies to one call; send `decisions` by call id for {list(self.expected)}"
-            )
+        else:
+            _complete(self.action, self.by, self.args, self.text)
+            if self.action == "edit" and len(self.expected) > 1:
+                raise ValueError(
+                    f"an edit applies to one call; send `decisions` by call id for {list(self.expected)}"
+                )
+        verify = type(self).verify
+        if verify is not None:
+            verify(self.resolutions())  # refused here, LangGraph saves nothing: answer again
         return self
 
     def resolutions(self) -> dict[str, Resolution]:
@@ -100,6 +106,12 @@ class Resume(BaseModel):
         return dict.fromkeys(self.expected, one)
 
     @classmethod
-    def expecting(cls, call_ids: tuple[str, ...]) -> type[Resume]:
-        """A subclass that checks the value answers exactly these calls (its JSON schema is the same)."""
-        return type("HeadwayResume", (cls,), {"expected": call_ids, "__module__": __name__})
+    def expecting(
+        cls,
+        call_ids: tuple[str, ...],
+        verify: Callable[[Mapping[str, Resolution]], None] | None = None,
+    ) -> type[Resume]:
+        """A subclass that checks the value answers exactly these calls (its JSON schema is the same),
+        and passes `verify` (e.g. the escalation store's word on each resolution)."""
+        attrs = {"expected": call_ids, "verify": staticmethod(verify) if verify else None}
+        return type("HeadwayResume", (cls,), {**attrs, "__module__": __name__})
