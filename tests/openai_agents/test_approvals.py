@@ -12,7 +12,7 @@ from agents.testing import ScriptedModel
 
 from examples.support_desk import SupportDesk
 from headway import Guard, HeadwayError, Policy, Tool
-from headway_openai_agents import RUN_ID_KEY, escalations, guard_agent, resolve, resume
+from headway_openai_agents import RUN_ID_KEY, escalations, guard_agent, resolve, resolve_from_store, resume
 
 from .conftest import ALICE, Convo, call, confirmed_refund_setup, handoff, text
 
@@ -256,3 +256,34 @@ async def test_interruption_without_asking_headway_is_settled_by_policy(tmp_path
         final = await resume(agent, result.to_state(), guard, run_config=RunConfig(model=model))
         assert final.final_output == "ok"
         assert ran == [10.0]
+
+
+async def test_resolve_from_store_applies_the_inbox_decision(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    state = await over_threshold(convo)
+    [esc] = escalations(state, guard)
+    assert esc.escalation_id is not None
+    with pytest.raises(HeadwayError, match="still waiting for a person's decision"):
+        resolve_from_store(state, guard)
+    guard.escalations.decide(esc.escalation_id, "approve", by="ops@inbox")
+    [d] = resolve_from_store(state, guard)
+    assert d.action == "allow"
+    convo.script(text("I have refunded $250 for order A3."))
+    await convo.resume(state)
+    assert desk.count("refunds") == 1
+    stored = guard.escalations.get(esc.escalation_id)
+    assert stored is not None
+    assert (stored.status, stored.decided_by) == ("approved", "ops@inbox")
+
+
+async def test_a_resolve_that_contradicts_the_store_is_refused(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    state = await over_threshold(convo)
+    [esc] = escalations(state, guard)
+    assert esc.escalation_id is not None
+    guard.escalations.decide(esc.escalation_id, "reject", by="ops@inbox", message="not today")
+    with pytest.raises(HeadwayError, match="was rejected by ops@inbox"):
+        resolve(state, guard, "c3", "approve", by="mallory")
+    assert desk.count("refunds") == 0
+    [d] = resolve_from_store(state, guard)
+    assert (d.action, d.reason) == ("block", "not today")

@@ -6,7 +6,7 @@ records the SDK's spans in headway's trace store.
 """
 
 from ._agent import guard_agent
-from ._approvals import Escalation, escalations, resolve, resume, settle
+from ._approvals import Escalation, escalations, resolve, resolve_from_store, resume, settle
 from ._compat import REQUIRED as SUPPORTED_SDK
 from ._compat import check_sdk_version
 from ._errors import HeadwayRunIdError, HeadwayStopped
@@ -30,6 +30,7 @@ __all__ = [
     "headway_run",
     "install_tracing",
     "resolve",
+    "resolve_from_store",
     "resume",
     "settle",
 ]

@@ -55,8 +55,14 @@ class Escalation:
     findings: tuple[Finding, ...]
     decision: Decision
 
+    @property
+    def escalation_id(self) -> str | None:
+        """The record in the guard's escalation store (decided in the inbox or with the CLI)."""
+        return self.decision.escalation_id
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "escalation_id": self.escalation_id,
             "run_id": self.run_id,
             "call_id": self.call_id,
             "tool": self.tool,
@@ -243,6 +249,39 @@ def resolve(
         note = message if action == "reject" and message else new.for_model()
         state.reject(item, rejection_message=answered + note)
     return new
+
+
+def resolve_from_store(
+    state: RunState[Any, Any], guard: Guard, *, run_id: str | None = None
+) -> list[Decision]:
+    """Apply the decisions people recorded in the escalation store (the inbox, `headway escalations
+    ...`, `guard.escalations.decide`) to `state`; then continue with `resume`.
+
+    Raises HeadwayError, applying nothing, while any of the state's escalations is still pending.
+    """
+    pending = escalations(state, guard, run_id=run_id)
+    stored = [(e, guard.escalations.get(e.escalation_id)) for e in pending if e.escalation_id]
+    waiting = [e.escalation_id for e, rec in stored if rec is None or rec.pending]
+    if waiting:
+        raise HeadwayError(f"still waiting for a person's decision: {', '.join(map(str, waiting))}")
+    out = []
+    for e, rec in stored:
+        assert rec is not None
+        res = rec.resolution()
+        out.append(
+            resolve(
+                state,
+                guard,
+                e.call_id,
+                res["action"],
+                by=res["by"],
+                message=res.get("message"),
+                args=res.get("args"),
+                text=res.get("text"),
+                run_id=e.run_id,
+            )
+        )
+    return out
 
 
 def settle(state: RunState[Any, Any], guard: Guard, *, run_id: str | None = None) -> list[Decision]:

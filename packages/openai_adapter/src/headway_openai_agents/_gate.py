@@ -107,6 +107,19 @@ class Gate:
         # escalates instead of letting it run a second time.
         cid, d = self.decide(run, ctx.tool_name, ctx.tool_arguments, ctx.tool_call_id)
         if d.action == "allow":
+            # The ledger's word last: run it now, or it ran in another process (replay its result), or
+            # it is executing elsewhere / its outcome is unknown (a person is asked; it does not run).
+            start = run.begin(cid)
+            if start == "run":
+                return _ALLOW
+            done = run.view.call(cid)
+            if start == "done" and done is not None:
+                out = f"[headway] error: {done.error}" if done.error is not None else as_text(done.output)
+                return ToolGuardrailFunctionOutput.reject_content(
+                    out, output_info={"headway": "replayed", "call_id": cid}
+                )
+            d = run.decision(cid) or d
+        if d.action == "allow":
             return _ALLOW
         if d.action == "stop":
             raise HeadwayStopped(d, run.run_id)
