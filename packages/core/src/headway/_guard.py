@@ -165,7 +165,15 @@ class Guard:
         self.store.flush()
 
     def close(self) -> None:
-        """Flush and close the trace and escalation stores. The Guard must not be used afterwards."""
+        """Deliver pending notifications, then flush and close the trace and escalation stores. The Guard
+        must not be used afterwards."""
+        for notifier in self.notifiers:
+            close = getattr(notifier, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    _log.exception("headway: could not close notifier %r", notifier)
         self.store.close()
         shared: object = self.store  # one PostgreSQL store can be both
         if self.escalations is not shared:

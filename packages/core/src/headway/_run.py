@@ -156,9 +156,6 @@ class Run:
         self._sigs: dict[str, str] = {}
         self._decided: dict[str, Decision] = {}
         self._results: dict[str, Decision] = {}
-        # Side-effecting calls a restored trace shows as allowed but without a result: the process that
-        # ran them may have crashed mid-call, so whether the side effect happened is unknown.
-        self._unknown: set[str] = set()
         # Escalation records: the store, who to tell about a new one, and how many each call has had (a
         # call escalated again after an edit gets a new record; the ids are derived from these counts).
         self._escalations = escalations
@@ -256,8 +253,6 @@ class Run:
             if cid is not None:
                 prior = self.view.call(cid)
                 if prior is not None and prior.tool == tool and prior.args == parsed and cid in self._decided:
-                    if cid in self._unknown:
-                        return self._unknown_outcome(prior)
                     return self._decided[cid]
             resolved = self.policy.resolve(tool)
             seq = self._next_seq()
@@ -933,14 +928,22 @@ class Run:
         *,
         args: Mapping[str, Any] | None = None,
         text: str | None = None,
+        escalation_id: str | None = None,
     ) -> str | None:
         """Why the escalation store refuses this decision on a paused call (None: it would be taken).
 
-        Adapters ask before a framework saves a resume value, so a refused resume leaves the pause as it
-        was and can be answered again.
+        `escalation_id`: the record the decision was made on; a decision on an older record of the same
+        call (escalated again since, e.g. after a crash) is stale and refused. Adapters ask before a
+        framework saves a resume value, so a refused resume leaves the pause as it was.
         """
         with self._lock:
             d = self._decided.get(call_id)
+            if escalation_id is not None and (d is None or d.escalation_id != escalation_id):
+                current = None if d is None else d.escalation_id
+                return (
+                    f"refused: the decision is for escalation {escalation_id}, but call {call_id} now waits "
+                    f"on {current or 'nothing'}: decide that one"
+                )
             if d is None or d.escalation_id is None or self._escalations is None:
                 return None
             stored = self._escalations.get(d.escalation_id)
@@ -1013,14 +1016,13 @@ class Run:
 
     def _replay(self, call: ToolCall, entry: LedgerEntry) -> None:
         """A call the ledger shows as executed (by another process): take its recorded result."""
-        self._unknown.discard(call.call_id)
         self.tool_result(call.call_id, output=entry.output, error=entry.error)
 
     # ---- restoring ----------------------------------------------------------------------------------
 
     def _unknown_outcome(self, call: ToolCall) -> Decision:
-        """Escalate a re-delivered write whose outcome a crash left unknown; never re-run it silently."""
-        self._unknown.discard(call.call_id)
+        """Escalate a write whose outcome is unknown (a crash mid-call, or another worker running it);
+        never re-run it silently."""
         finding = Finding(
             "exactly_once",
             "repeated_side_effect",
@@ -1040,7 +1042,7 @@ class Run:
     def _restore(self, events: Iterable[Event]) -> None:
         """Rebuild state from recorded events (decisions as recorded, checks not re-run)."""
         self._restore_events(events)
-        for call in self.view.calls():
+        for call in list(self.view.calls()):
             r = self.policy.resolve(call.tool)
             if call.done or call.action != "allow" or r.risk == "read" or r.idempotent:
                 continue
@@ -1053,7 +1055,9 @@ class Run:
             if entry is not None and entry.state == "executed":
                 self._replay(call, entry)  # the result's trace event was lost with the process
             else:
-                self._unknown.add(call.call_id)
+                # Allowed, maybe started, no result: the process that ran it may have died mid-call.
+                # Escalated now, not at the next delivery, so the inbox shows it and nothing waits unseen.
+                self._unknown_outcome(call)
 
     def _restore_events(self, events: Iterable[Event]) -> None:
         for ev in events:

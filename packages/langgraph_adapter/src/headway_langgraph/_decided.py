@@ -34,7 +34,7 @@ def resume_from_store(graph: Any, config: Any, guard: Guard) -> Command[Any]:
             if esc.pending:
                 waiting.append(esc.id)
             else:
-                decisions[cid] = esc.resolution()
+                decisions[cid] = {**esc.resolution(), "escalation_id": esc.id}
         resume[intr.id] = {"decisions": decisions}
     if waiting:
         raise HeadwayError(f"still waiting for a person's decision: {', '.join(waiting)}")

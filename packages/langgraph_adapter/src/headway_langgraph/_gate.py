@@ -361,7 +361,7 @@ class ToolGate:
 
         def verify(resolutions: Mapping[str, Resolution]) -> None:
             for c_id, r in resolutions.items():
-                reason = run.refusal(c_id, r.action, args=r.args, text=r.text)
+                reason = run.refusal(c_id, r.action, args=r.args, text=r.text, escalation_id=r.escalation_id)
                 if reason is not None:
                     raise ValueError(reason)
 

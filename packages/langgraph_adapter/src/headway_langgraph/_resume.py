@@ -42,6 +42,9 @@ class Resolution(BaseModel):
     message: str | None = None
     args: dict[str, Any] | None = None
     text: str | None = None
+    # The escalation record this decision was made on (set by `resume_from_store`): a decision on a
+    # record the call has since left behind is refused as stale.
+    escalation_id: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Resolution:
