@@ -162,6 +162,7 @@ class Run:
         self._notify = notify
         self._require_stored = require_stored_decisions
         self._rounds: dict[str, int] = {}
+        self._last_escalation: dict[str, str] = {}
         self._user_pattern = (
             re.compile(policy.identity.pattern, re.IGNORECASE)
             if policy.identity is not None and policy.identity.pattern
@@ -265,7 +266,7 @@ class Run:
                 decision = self._gate(findings, resolved, tool=tool, call_id=call.call_id, call=call)
             except Exception as e:  # a bug of ours must not reach the agent: fail by the tool's risk
                 decision = self._internal_error(resolved, call, e)
-            decision = self._open_escalation(call, decision)
+            decision = self._numbered(call, decision)
             data = _with_meta(_call_data(call, decision), meta)
             if call.raw_args is not None:
                 data["raw_args"] = (
@@ -284,6 +285,9 @@ class Run:
                         call_id=call.call_id,
                     )
             self._apply_call(call, sig, decision, resolved)
+            # After the trace event: that durable write also commits the run's buffered events, so a
+            # crash after this point leaves a record and the trajectory a person needs to decide it.
+            self._file(call, decision)
             return decision
 
     def tool_result(
@@ -423,7 +427,7 @@ class Run:
                 decision = self._gate(
                     findings, resolved, tool=call.tool, call_id=call_id, call=probe, approved=True
                 )
-                decision = self._open_escalation(probe, decision)
+                decision = self._numbered(probe, decision)
             else:
                 if not text:
                     raise HeadwayError("an answer needs the user's `text`")
@@ -431,7 +435,7 @@ class Run:
                 sig = self._sigs.get(call_id, call.tool)
                 findings = self._before(call, resolved, sig, repeat_of=call)
                 decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=call)
-                decision = self._open_escalation(call, decision)
+                decision = self._numbered(call, decision)
             data: dict[str, Any] = {
                 "call_id": call_id,
                 "action": action,
@@ -446,6 +450,7 @@ class Run:
                 data["text"] = _text(text)
             self._apply_human(call, action, decision, new_args if action == "edit" else None, resolved)
             self._write(seq, "human", data, durable=True, strict=True)
+            self._file(call, decision)
             return decision
 
     def end(self, final_answer: str | None = None) -> Decision:
@@ -885,21 +890,28 @@ class Run:
             return "wait"
 
     def escalation(self, call_id: str) -> Escalation | None:
-        """The stored escalation record of a call's current decision (None when it has none)."""
-        d = self._decided.get(call_id)
-        if d is None or d.escalation_id is None or self._escalations is None:
+        """The call's latest escalation record, pending or decided (None when it never had one)."""
+        eid = self._last_escalation.get(call_id)
+        if eid is None or self._escalations is None:
             return None
-        return self._escalations.get(d.escalation_id)
+        return self._escalations.get(eid)
 
-    def _open_escalation(self, call: ToolCall, decision: Decision, *, unknown: bool = False) -> Decision:
-        """Give a clarify/escalate decision its durable record (and tell the notifiers about a new one)."""
+    def _numbered(self, call: ToolCall, decision: Decision) -> Decision:
+        """Give a clarify/escalate decision the id of its record (derived from the run, the call and how
+        many records the call had before, so a replay or a restart numbers it the same)."""
         if decision.action not in ("escalate", "clarify") or self._escalations is None:
             return decision
         n = self._rounds.get(call.call_id, 0)
         self._rounds[call.call_id] = n + 1
-        eid = escalation_id(self.run_id, call.call_id, n)
+        eid = self._last_escalation[call.call_id] = escalation_id(self.run_id, call.call_id, n)
+        return dataclasses.replace(decision, escalation_id=eid)
+
+    def _file(self, call: ToolCall, decision: Decision, *, unknown: bool = False) -> None:
+        """Store a numbered decision's escalation record; notifiers hear of it once, when it is new."""
+        if decision.escalation_id is None or self._escalations is None:
+            return
         fresh = Escalation(
-            eid,
+            decision.escalation_id,
             self.run_id,
             call.call_id,
             call.tool,
@@ -914,12 +926,11 @@ class Run:
         try:
             stored = self._escalations.create(fresh)
         except Exception:
-            # The call waits either way; the record can be re-created when the call is re-delivered.
-            _log.exception("headway: could not record escalation %s of run %s", eid, self.run_id)
-        else:
-            if stored.created_at == fresh.created_at and self._notify is not None:
-                self._notify(stored)  # new, not one a replay re-created
-        return dataclasses.replace(decision, escalation_id=eid)
+            # The call waits either way; a restore files the missing record again.
+            _log.exception("headway: could not record escalation %s of run %s", fresh.id, self.run_id)
+            return
+        if stored.created_at == fresh.created_at and self._notify is not None:
+            self._notify(stored)  # new, not one a replay re-created
 
     def refusal(
         self,
@@ -1033,16 +1044,21 @@ class Run:
             "escalate",
         )
         decision = Decision.escalate(finding.message, (finding,), tool=call.tool, call_id=call.call_id)
-        decision = self._open_escalation(call, decision, unknown=True)
+        decision = self._numbered(call, decision)
         call.action, call.findings = decision.action, decision.findings
         self._decided[call.call_id] = decision
         self._write(self._next_seq(), "tool_call", _call_data(call, decision), durable=True)
+        self._file(call, decision, unknown=True)
         return decision
 
     def _restore(self, events: Iterable[Event]) -> None:
         """Rebuild state from recorded events (decisions as recorded, checks not re-run)."""
         self._restore_events(events)
-        for call in list(self.view.calls()):
+        for call in list(self.view.calls(include_blocked=True)):
+            d = self._decided.get(call.call_id)
+            if d is not None and d.escalation_id is not None and call.action in ("escalate", "clarify"):
+                self._refile(call, d)
+                continue
             r = self.policy.resolve(call.tool)
             if call.done or call.action != "allow" or r.risk == "read" or r.idempotent:
                 continue
@@ -1059,6 +1075,20 @@ class Run:
                 # Escalated now, not at the next delivery, so the inbox shows it and nothing waits unseen.
                 self._unknown_outcome(call)
 
+    def _refile(self, call: ToolCall, decision: Decision) -> None:
+        """A restored call waiting for a person whose record never reached the store (a crash between
+        the trace event and the record): file it now, so no escalation is lost."""
+        assert self._escalations is not None
+        assert decision.escalation_id is not None
+        try:
+            missing = self._escalations.get(decision.escalation_id) is None
+        except Exception:
+            _log.exception("headway: could not read escalation %s", decision.escalation_id)
+            return
+        if missing:
+            unknown = any(f.check == "exactly_once" for f in decision.findings)
+            self._file(call, decision, unknown=unknown)
+
     def _restore_events(self, events: Iterable[Event]) -> None:
         for ev in events:
             d = ev.data
@@ -1067,6 +1097,7 @@ class Run:
             if isinstance(opened, Mapping) and opened.get("escalation_id"):
                 cid = str(d.get("call_id"))
                 self._rounds[cid] = self._rounds.get(cid, 0) + 1  # the next record gets the next id
+                self._last_escalation[cid] = str(opened["escalation_id"])
             if ev.type == "start":
                 self.metadata = dict(d.get("metadata") or {})
             elif ev.type == "user":
