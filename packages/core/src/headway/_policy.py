@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._normalize import name_matches
+from ._redact import Redactor
 from ._types import ACTIONS, KINDS, RISKS, Action, Finding, Kind, Risk, Severity
 
 if TYPE_CHECKING:
@@ -195,6 +196,10 @@ class Policy:
     now: datetime | Callable[[], datetime] | None = None
     detect_ambiguity: bool = True
     name: str = "policy"
+    # Fields whose values never reach traces, escalation records or notifications (names or globs, any
+    # depth; case, camelCase and dashes ignored), added to secret-looking defaults unless turned off.
+    redact: Sequence[str] = ()
+    redact_defaults: bool = True
     _cache: dict[str, _Resolved] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -256,6 +261,10 @@ class Policy:
     @property
     def required_milestones(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.milestones if m.required)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        return Redactor(self.redact, defaults=self.redact_defaults)
 
     @cached_property
     def fingerprint(self) -> str:

@@ -118,6 +118,8 @@ class PolicySpec(_Strict):
     thresholds: ThresholdsSpec = Field(default_factory=ThresholdsSpec)
     actions: dict[Kind, Action] = Field(default_factory=dict)
     now: datetime | None = None
+    redact: list[str] = Field(default_factory=list)
+    redact_defaults: bool = True
 
 
 def _read(path: Path) -> Any:
@@ -297,6 +299,8 @@ def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
             actions=spec.actions,
             now=spec.now,
             name=spec.name or "policy",
+            redact=tuple(spec.redact),
+            redact_defaults=spec.redact_defaults,
         )
     except PolicyError:
         raise

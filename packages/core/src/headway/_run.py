@@ -32,6 +32,7 @@ from ._escalations import (
 from ._normalize import any_match, as_patterns, canonical, leaves, parse_payload, safe_repr
 from ._policy import RISK_WEIGHT, _Resolved
 from ._progress import Progress, Tracker
+from ._redact import REDACTED, Redactor
 from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind, Stage
 from ._view import RunView, ToolCall
 
@@ -109,6 +110,30 @@ def _call_data(call: ToolCall, decision: Decision) -> dict[str, Any]:
     return {"call_id": call.call_id, "tool": call.tool, "args": call.args, "decision": decision.to_dict()}
 
 
+# The parts of an event that carry tool arguments and outputs, where secrets live.
+_REDACTED_PARTS: Mapping[str, tuple[str, ...]] = {
+    "tool_call": ("args",),
+    "tool_result": ("output",),
+    "human": ("args",),
+    "model": ("tool_calls",),
+}
+
+
+def _redacted(redactor: Redactor, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The event data as it may be written down: secret fields replaced (a copy only when one was)."""
+    out = data
+    for part in _REDACTED_PARTS[type_]:
+        value = data.get(part)
+        clean = redactor.apply(value)
+        if clean is not value:
+            if out is data:
+                out = dict(data)
+            out[part] = clean
+            if part == "args" and "raw_args" in out:
+                out["raw_args"] = REDACTED  # the unparsed text holds the same secret
+    return out
+
+
 def _output_hash(output: Any) -> int:
     # repr is C-fast and stable for equal payloads in the same key order, which is what "the same
     # result again" means for one tool.
@@ -163,6 +188,7 @@ class Run:
         self._require_stored = require_stored_decisions
         self._rounds: dict[str, int] = {}
         self._last_escalation: dict[str, str] = {}
+        self._redactor = policy.redactor
         self._user_pattern = (
             re.compile(policy.identity.pattern, re.IGNORECASE)
             if policy.identity is not None and policy.identity.pattern
@@ -915,7 +941,7 @@ class Run:
             self.run_id,
             call.call_id,
             call.tool,
-            dict(call.args),
+            dict(self._redactor.apply(call.args)),
             "clarify" if decision.action == "clarify" else "escalate",
             decision.reason,
             decision.question,
@@ -1165,6 +1191,8 @@ class Run:
     ) -> None:
         """Append to the trace store. A failure raises only when `strict` (the caller fails closed);
         otherwise it is logged: recording must never break the agent."""
+        if type_ in _REDACTED_PARTS and self._redactor.patterns:
+            data = _redacted(self._redactor, type_, data)
         try:
             self._store.append(Event(self.run_id, seq, time.time(), type_, data), durable=durable)
         except Exception:

@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from fnmatch import fnmatchcase
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -38,43 +37,16 @@ import httpx
 
 from ._errors import HeadwayError
 from ._escalations import Delivery, Escalation, EscalationStore
+from ._redact import DEFAULT_REDACT, REDACTED, Redactor, redact
 
 __all__ = ["DEFAULT_REDACT", "Notifier", "WebhookNotifier", "redact", "sign", "verify_signature"]
 
 _log = logging.getLogger("headway.notify")
 
-REDACTED = "[redacted]"
-
-# Field names redacted unless `redact_defaults=False`. Names are compared after normalising case,
-# camelCase and dashes ("apiKey", "API-KEY" and "api_key" are one name), so these cover the usual spellings.
-DEFAULT_REDACT: tuple[str, ...] = (
-    "password",
-    "passwd",
-    "*_password",
-    "secret",
-    "*_secret",
-    "token",
-    "*_token",
-    "api_key",
-    "apikey",
-    "*_api_key",
-    "authorization",
-    "cookie",
-    "private_key",
-    "card_number",
-    "cvv",
-    "cvc",
-    "ssn",
-)
-
-# A redacted field's value is also removed wherever else it appears (a reason or a finding may quote it);
-# shorter values are left alone elsewhere, since replacing "yes" or "42" everywhere would garble the text.
-_MIN_SCRUBBED = 6
 _MIN_SECRET = 16
 _CLOSE_GRACE = 1.0  # seconds close() gives the worker, once stopped, to record what it did not send
 _SIGNATURE = "X-Headway-Signature"
 _MAX_HEADER = 4096
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 _SECONDS = re.compile(r"[0-9]{1,9}")
 _PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
@@ -143,60 +115,6 @@ def verify_signature(
 # ---- redaction --------------------------------------------------------------------------------------
 
 
-def _field(name: str) -> str:
-    return _CAMEL.sub("_", name).lower().replace("-", "_")
-
-
-class _Redactor:
-    """Replaces the values of matching field names, at any depth, and remembers what it removed."""
-
-    def __init__(self, names: Iterable[str], defaults: bool) -> None:
-        if isinstance(names, str):  # a lone name would otherwise be taken letter by letter
-            names = (names,)
-        self._patterns = tuple(
-            dict.fromkeys(_field(n) for n in (*names, *(DEFAULT_REDACT if defaults else ())))
-        )
-
-    def hides(self, key: object) -> bool:
-        name = _field(str(key))
-        return any(fnmatchcase(name, p) for p in self._patterns)
-
-    def apply(self, value: Any, removed: list[str]) -> Any:
-        if isinstance(value, Mapping):
-            out: dict[Any, Any] = {}
-            for k, v in value.items():
-                if self.hides(k):
-                    out[k] = REDACTED
-                    _leaves(v, removed)
-                else:
-                    out[k] = self.apply(v, removed)
-            return out
-        if isinstance(value, list | tuple):
-            return [self.apply(v, removed) for v in value]
-        return value
-
-
-def _leaves(value: Any, out: list[str]) -> None:
-    """The texts of a removed value, so they can be removed wherever else they appear."""
-    if isinstance(value, Mapping):
-        for v in value.values():
-            _leaves(v, out)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for v in value:
-            _leaves(v, out)
-    elif value is not None and not isinstance(value, bool):
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        if len(text) >= _MIN_SCRUBBED:
-            out.append(text)
-
-
-def redact(value: Any, names: Iterable[str] = (), *, defaults: bool = True) -> Any:
-    """A copy of `value` with the values of fields named in `names` (exact names or fnmatch globs) replaced
-    by "[redacted]" at any depth of its mappings and lists, plus `DEFAULT_REDACT` unless `defaults` is False.
-    Names match regardless of case, camelCase or dashes. `value` itself is not changed."""
-    return _Redactor(names, defaults).apply(value, [])
-
-
 def _cleaner(needles: Iterable[str]) -> Callable[[str], str]:
     ordered = sorted({n for n in needles if n}, key=len, reverse=True)  # longest first: no partial leftovers
 
@@ -233,7 +151,7 @@ def _jsonable(value: Any, clean: Callable[[str], str]) -> Any:
 # ---- payloads ---------------------------------------------------------------------------------------
 
 
-def _payload(esc: Escalation, redactor: _Redactor, secret: str, inbox_url: str | None) -> dict[str, Any]:
+def _payload(esc: Escalation, redactor: Redactor, secret: str, inbox_url: str | None) -> dict[str, Any]:
     removed: list[str] = []
     args = redactor.apply(esc.args, removed)
     findings = []
@@ -409,7 +327,7 @@ class WebhookNotifier:
         self._max_backoff = max_backoff
         self._timeout = timeout
         self._inbox_url = inbox_url
-        self._redactor = _Redactor(redact, redact_defaults)
+        self._redactor = Redactor(redact, defaults=redact_defaults)
         self._headers = dict(headers or {})
         # What may carry a credential in a delivery record: the secret, and the URL's password and query.
         self._clean_detail = _cleaner([self._secret_text, parsed.password or "", parsed.query.decode()])

@@ -1,0 +1,115 @@
+"""Redaction: the values of secret or configured fields never reach traces, escalation records or
+notifications. Checks still see the real values (in memory, for the run in progress); what is written
+down or sent keeps "[redacted]" in their place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
+from typing import Any
+
+REDACTED = "[redacted]"
+
+# Field names redacted unless defaults are turned off. Names are compared after normalising case,
+# camelCase and dashes ("apiKey", "API-KEY" and "api_key" are one name), so these cover the usual spellings.
+DEFAULT_REDACT: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "*_password",
+    "secret",
+    "*_secret",
+    "token",
+    "*_token",
+    "api_key",
+    "apikey",
+    "*_api_key",
+    "authorization",
+    "cookie",
+    "private_key",
+    "card_number",
+    "cvv",
+    "cvc",
+    "ssn",
+)
+
+# A redacted field's value is also removed wherever else it appears (a reason or a finding may quote it);
+# shorter values are left alone elsewhere, since replacing "yes" or "42" everywhere would garble the text.
+MIN_SCRUBBED = 6
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_MAX_MEMO = 10_000
+
+
+def _field(name: str) -> str:
+    return _CAMEL.sub("_", name).lower().replace("-", "_")
+
+
+class Redactor:
+    """Replaces the values of matching field names, at any depth, and remembers what it removed.
+
+    Built once (per policy or notifier); which keys it hides is memoised, since field names repeat and
+    the trace path runs it on every event.
+    """
+
+    def __init__(self, names: Iterable[str] = (), *, defaults: bool = True) -> None:
+        if isinstance(names, str):  # a lone name would otherwise be taken letter by letter
+            names = (names,)
+        self.patterns = tuple(
+            dict.fromkeys(_field(n) for n in (*names, *(DEFAULT_REDACT if defaults else ())))
+        )
+        self._memo: dict[str, bool] = {}
+
+    def hides(self, key: object) -> bool:
+        k = key if isinstance(key, str) else str(key)
+        hit = self._memo.get(k)
+        if hit is None:
+            name = _field(k)
+            hit = any(fnmatchcase(name, p) for p in self.patterns)
+            if len(self._memo) < _MAX_MEMO:  # hostile payloads must not grow it without bound
+                self._memo[k] = hit
+        return hit
+
+    def apply(self, value: Any, removed: list[str] | None = None) -> Any:
+        """`value` with hidden fields replaced; the same object when nothing was hidden (no copy)."""
+        if not self.patterns:
+            return value
+        if isinstance(value, Mapping):
+            out: dict[Any, Any] | None = None
+            for k, v in value.items():
+                if self.hides(k):
+                    new: Any = REDACTED
+                    if removed is not None:
+                        leaves(v, removed)
+                else:
+                    new = self.apply(v, removed)
+                if new is not v and out is None:
+                    out = dict(value)
+                if out is not None:
+                    out[k] = new
+            return value if out is None else out
+        if isinstance(value, list | tuple):
+            items = [self.apply(v, removed) for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        return value
+
+
+def leaves(value: Any, out: list[str]) -> None:
+    """The texts of a removed value, so they can be removed wherever else they appear."""
+    if isinstance(value, Mapping):
+        for v in value.values():
+            leaves(v, out)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            leaves(v, out)
+    elif value is not None and not isinstance(value, bool):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        if len(text) >= MIN_SCRUBBED:
+            out.append(text)
+
+
+def redact(value: Any, names: Iterable[str] = (), *, defaults: bool = True) -> Any:
+    """A copy of `value` with the values of fields named in `names` (exact names or fnmatch globs) replaced
+    by "[redacted]" at any depth of its mappings and lists, plus `DEFAULT_REDACT` unless `defaults` is False.
+    Names match regardless of case, camelCase or dashes. `value` itself is not changed."""
+    return Redactor(names, defaults=defaults).apply(value, [])
