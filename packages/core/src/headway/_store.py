@@ -464,19 +464,21 @@ def _check_version(version: int, path: Path) -> None:
         )
 
 
-class _Backend:
-    """The state behind a `SQLiteStore`, kept apart so the flusher thread and the exit hook reference this
-    and not the store: a store nobody holds any more is collected, and its finalizer flushes it.
+class _Batcher:
+    """Buffered, ordered batch writes for a trace store backend: the buffer, the flusher thread, retries.
 
-    Two locks: `buf_lock` guards the buffer and is all a buffered append takes; `io_lock` guards the
-    connection and is taken before `buf_lock`, so a durable append waits for an in-flight flush and never
-    commits ahead of events buffered before it.
+    Subclasses write a batch in one transaction (`_write`) and release their connections
+    (`_disconnect`). Kept apart from the store object so the flusher thread and the exit hook reference
+    this, and a store nobody holds any more is collected (its finalizer flushes it).
+
+    Two locks: `buf_lock` guards the buffer and is all a buffered append takes; `io_lock` serialises
+    writes and is taken before `buf_lock`. A durable append buffers its row too, then returns once a
+    write that held it has committed, so it never commits ahead of events buffered before it; threads
+    that queue while a write is in flight share the next one (group commit).
     """
 
-    def __init__(
-        self, path: Path, flush_interval: float, max_batch: int, synchronous: str, limit: int
-    ) -> None:
-        self.path = path
+    def __init__(self, where: str, flush_interval: float, max_batch: int, limit: int) -> None:
+        self.where = where
         self.interval = flush_interval
         self.max_batch = max_batch
         self.limit = limit
@@ -486,31 +488,40 @@ class _Backend:
         self.buf: list[_Row] = []
         self.buf_runs: set[str] = set()  # run ids with buffered events: reading one of them flushes first
         self.first_at = 0.0  # monotonic time the oldest buffered event arrived
+        self.taken = 0  # batches taken from the buffer so far (under buf_lock)
+        self.written = 0  # the latest batch written (under io_lock): every row appended before it is in
         self.closed = False
         self.thread: threading.Thread | None = None
-        self.conn = _connect(path, synchronous)
+
+    def _write(self, batch: list[_Row]) -> None:
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
 
     # writing
 
     def append(self, event: Event, durable: bool) -> None:
         row = _row(event, self.limit)
-        if durable:
-            with self.io_lock:
-                self._flush_locked(row)
-            return
         with self.buf_lock:
             if self.closed:
-                raise _closed_error(self.path)
-            buf = self.buf
-            buf.append(row)
+                raise _closed_error(self.where)
+            self.buf.append(row)
             self.buf_runs.add(row[0])
-            n = len(buf)
+            n = len(self.buf)
+            batch = self.taken + 1  # the batch this row goes out in (a later one if that write fails)
             if n == 1:
                 self.first_at = time.monotonic()
                 if self.thread is None:
                     self._start_thread()
                 self.cond.notify()
-        if n >= self.max_batch:
+        if durable:
+            with self.io_lock:
+                if self.written < batch:
+                    if self.closed:  # closed meanwhile, and its final write failed
+                        raise _closed_error(self.where)
+                    self._flush_locked()
+        elif n >= self.max_batch:
             # Written here rather than handed to the flusher: measured, a handoff in a tight loop costs
             # GIL ping-pong (10+ ms stalls) where this costs one ~1 ms commit per batch, and it bounds memory.
             self.flush()
@@ -519,24 +530,20 @@ class _Backend:
         with self.io_lock:
             self._flush_locked()
 
-    def _flush_locked(self, extra: _Row | None = None) -> None:
-        """Write the buffer (and `extra`) in one transaction. Caller holds io_lock."""
+    def _flush_locked(self) -> None:
+        """Write the buffer in one transaction. Caller holds io_lock."""
         with self.buf_lock:
-            if self.closed:
-                if extra is not None:
-                    raise _closed_error(self.path)
+            if self.closed or not self.buf:
                 return
             batch, self.buf = self.buf, []
             self.buf_runs = set()
-        if extra is not None:
-            batch.append(extra)
-        if not batch:
-            return
+            self.taken += 1
+            number = self.taken
         try:
             self._write(batch)
         except BaseException:
-            # Put the rows back in front of anything appended meanwhile, so a later flush retries them
-            # in order; first_at restarts so a failing disk is retried once per interval, not in a spin.
+            # Put the rows back in front of anything appended meanwhile, so a later flush retries them in
+            # order; first_at restarts so a failing disk or server is retried once per interval, not in a spin.
             with self.buf_lock:
                 self.buf[:0] = batch
                 self.buf_runs.update(r[0] for r in batch)
@@ -545,6 +552,90 @@ class _Backend:
                     self._start_thread()
                 self.cond.notify()  # the flusher may be asleep with no deadline: the buffer was empty
             raise
+        # Batches are taken in order and a failed one goes back to the front of the buffer, so this write
+        # held every row appended before it was taken that no earlier write committed.
+        self.written = number
+
+    # the flusher thread
+
+    def _start_thread(self) -> None:
+        # Daemon: a forgotten store must not keep the process alive; the exit hook flushes instead.
+        self.thread = threading.Thread(
+            target=self._flusher, name=f"headway-trace-flush:{self.where}", daemon=True
+        )
+        self.thread.start()
+
+    def _flusher(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    if self.closed:
+                        return
+                    if not self.buf:
+                        self.cond.wait()
+                        continue
+                    delay = self.first_at + self.interval - time.monotonic()
+                    if delay <= 0:
+                        break
+                    self.cond.wait(delay)
+            try:
+                self.flush()
+            except Exception:
+                _log.exception("headway: could not flush traces to %s; will retry", self.where)
+
+    # reading
+
+    def visible(self, run_id: str | None = None) -> None:
+        """Commit buffered events before a read: all of them, or only if `run_id` has some."""
+        with self.io_lock:
+            self._visible_locked(run_id)
+
+    def _visible_locked(self, run_id: str | None = None) -> None:
+        if self.closed:
+            raise _closed_error(self.where)
+        if run_id is not None:
+            # A Guard asks for every new run id (to restore runs from other processes): committing the
+            # whole buffer each time would cost a commit per run.
+            with self.buf_lock:
+                if run_id not in self.buf_runs:
+                    return
+        self._flush_locked()
+
+    # closing
+
+    def close(self) -> None:
+        with self.io_lock:
+            with self.buf_lock:
+                if self.closed:
+                    return
+                self.closed = True
+                batch, self.buf = self.buf, []
+                self.buf_runs = set()
+                self.taken += 1
+                self.cond.notify_all()
+            try:
+                if batch:
+                    self._write(batch)
+                self.written = self.taken
+            finally:
+                self._disconnect()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+
+class _Backend(_Batcher):
+    """The SQLite side of a `SQLiteStore`: one connection, used under `io_lock`."""
+
+    def __init__(
+        self, path: Path, flush_interval: float, max_batch: int, synchronous: str, limit: int
+    ) -> None:
+        super().__init__(str(path), flush_interval, max_batch, limit)
+        self.path = path
+        self.conn = _connect(path, synchronous)
+
+    def _disconnect(self) -> None:
+        self.conn.close()
 
     def _write(self, batch: list[_Row]) -> None:
         conn = self.conn
@@ -611,40 +702,7 @@ class _Backend:
             },
         )
 
-    # the flusher thread
-
-    def _start_thread(self) -> None:
-        # Daemon: a forgotten store must not keep the process alive; the exit hook flushes instead.
-        self.thread = threading.Thread(
-            target=self._flusher, name=f"headway-trace-flush:{self.path.name}", daemon=True
-        )
-        self.thread.start()
-
-    def _flusher(self) -> None:
-        while True:
-            with self.cond:
-                while True:
-                    if self.closed:
-                        return
-                    if not self.buf:
-                        self.cond.wait()
-                        continue
-                    delay = self.first_at + self.interval - time.monotonic()
-                    if delay <= 0:
-                        break
-                    self.cond.wait(delay)
-            try:
-                self.flush()
-            except Exception:
-                _log.exception("headway: could not flush traces to %s; will retry", self.path)
-
     # reading
-
-    def _reading(self) -> None:
-        """Make buffered events visible before a read. Caller holds io_lock."""
-        if self.closed:
-            raise _closed_error(self.path)
-        self._flush_locked()
 
     def events(self, run_id: str) -> list[Event]:
         with self.io_lock:
@@ -652,10 +710,7 @@ class _Backend:
                 raise _closed_error(self.path)
             # Flush only when this run has buffered events: a Guard asks for every new run id (to restore
             # runs from other processes), and committing the whole buffer each time would cost ~1 ms.
-            with self.buf_lock:
-                mine = run_id in self.buf_runs
-            if mine:
-                self._flush_locked()
+            self._visible_locked(run_id)
             rows = self.conn.execute(
                 "SELECT run_id, seq, ts, type, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
@@ -701,38 +756,18 @@ class _Backend:
 
     def runs(self) -> list[RunInfo]:
         with self.io_lock:
-            self._reading()
+            self._visible_locked()
             rows = self.conn.execute(
                 "SELECT run_id, started, ended, n_events, last_ts FROM runs ORDER BY started, run_id"
             ).fetchall()
         return [RunInfo(*r) for r in rows]
 
-    # closing
 
-    def close(self) -> None:
-        with self.io_lock:
-            with self.buf_lock:
-                if self.closed:
-                    return
-                self.closed = True
-                batch, self.buf = self.buf, []
-                self.buf_runs = set()
-                self.cond.notify_all()
-            try:
-                if batch:
-                    self._write(batch)
-            finally:
-                self.conn.close()
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-
-
-def _close_at_exit(backend: _Backend) -> None:
+def _close_at_exit(backend: _Batcher) -> None:
     try:
         backend.close()
     except Exception:
-        _log.exception("headway: could not flush traces to %s at exit", backend.path)
+        _log.exception("headway: could not flush traces to %s at exit", backend.where)
 
 
 class SQLiteStore:
@@ -781,7 +816,7 @@ class SQLiteStore:
     def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
         ids = None if run_ids is None else list(run_ids)
         with self._b.io_lock:
-            self._b._reading()  # eagerly, so the stream starts with what was appended before this call
+            self._b._visible_locked()  # eagerly, so the stream starts with what was appended before this call
         return self._b.iter_events(ids)
 
     def runs(self) -> list[RunInfo]:

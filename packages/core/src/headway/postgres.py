@@ -45,10 +45,10 @@ from ._store import (
     DEFAULT_MAX_FIELD_CHARS,
     RunInfo,
     TraceFormatError,
-    _closed_error,
+    _Batcher,
+    _close_at_exit,
     _event,
     _Row,
-    _row,
 )
 from ._types import Event
 
@@ -224,35 +224,15 @@ def _create_schema(pool: _Pool, where: str) -> None:
         )
 
 
-class _Backend:
-    """The trace side of a `PostgresStore`: the buffer, the flusher thread and the pool, kept apart from
-    the store so the flusher and the exit hook reference this, and a store nobody holds is collected
-    (its finalizer flushes it).
-
-    Locks as in `SQLiteStore`: `buf_lock` guards the buffer and is all a buffered append takes; `io_lock`
-    serialises writes and is taken before `buf_lock`. A durable append buffers its row too, then returns
-    once a write that held it has committed, so it never commits ahead of events buffered before it.
-    Reads need neither lock: each borrows a connection.
-    """
+class _Backend(_Batcher):
+    """The trace side of a `PostgresStore`: the shared batching engine over a connection pool. Reads
+    need no lock: each borrows a connection."""
 
     def __init__(self, dsn: str, flush_interval: float, max_batch: int, limit: int, pool_size: int) -> None:
         params = conninfo.conninfo_to_dict(dsn)
         params.pop("password", None)
         self.display = conninfo.make_conninfo("", **params)  # the DSN without its password, for messages
-        self.where = f"PostgreSQL ({self.display})"
-        self.interval = flush_interval
-        self.max_batch = max_batch
-        self.limit = limit
-        self.io_lock = threading.Lock()
-        self.buf_lock = threading.Lock()
-        self.cond = threading.Condition(self.buf_lock)
-        self.buf: list[_Row] = []
-        self.buf_runs: set[str] = set()  # run ids with buffered events: reading one of them flushes first
-        self.first_at = 0.0  # monotonic time the oldest buffered event arrived
-        self.taken = 0  # batches taken from the buffer so far (under buf_lock)
-        self.written = 0  # the latest batch written (under io_lock): every row appended before it is in
-        self.closed = False
-        self.thread: threading.Thread | None = None
+        super().__init__(f"PostgreSQL ({self.display})", flush_interval, max_batch, limit)
         self.pool = _Pool(dsn, pool_size)
         try:
             _create_schema(self.pool, self.where)
@@ -260,62 +240,8 @@ class _Backend:
             self.pool.close()
             raise
 
-    # writing
-
-    def append(self, event: Event, durable: bool) -> None:
-        row = _row(event, self.limit)
-        with self.buf_lock:
-            if self.closed:
-                raise _closed_error(self.where)
-            self.buf.append(row)
-            self.buf_runs.add(row[0])
-            n = len(self.buf)
-            batch = self.taken + 1  # the batch this row goes out in (a later one if that write fails)
-            if n == 1:
-                self.first_at = time.monotonic()
-                if self.thread is None:
-                    self._start_thread()
-                self.cond.notify()
-        if durable:
-            with self.io_lock:
-                # Group commit: threads that queued here while a write was in flight find their rows in
-                # the next one, so N concurrent durable appends cost about two round trips, not N.
-                if self.written < batch:
-                    if self.closed:  # closed meanwhile, and its final write failed
-                        raise _closed_error(self.where)
-                    self._flush_locked()
-        elif n >= self.max_batch:
-            self.flush()  # in the caller's thread, as SQLiteStore does: it bounds memory
-
-    def flush(self) -> None:
-        with self.io_lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        """Write the buffer in one transaction. Caller holds io_lock."""
-        with self.buf_lock:
-            if self.closed or not self.buf:
-                return
-            batch, self.buf = self.buf, []
-            self.buf_runs = set()
-            self.taken += 1
-            number = self.taken
-        try:
-            self._write(batch)
-        except BaseException:
-            # Put the rows back in front of anything appended meanwhile so a later flush retries them in
-            # order; first_at restarts so a server that is down is retried once per interval, not in a spin.
-            with self.buf_lock:
-                self.buf[:0] = batch
-                self.buf_runs.update(r[0] for r in batch)
-                self.first_at = time.monotonic()
-                if self.thread is None:
-                    self._start_thread()
-                self.cond.notify()
-            raise
-        # Batches are taken in order and a failed one goes back to the front of the buffer, so this write
-        # held every row appended before it was taken that no earlier write committed.
-        self.written = number
+    def _disconnect(self) -> None:
+        self.pool.close()
 
     def _write(self, batch: list[_Row]) -> None:
         rows: list[_Row] = []
@@ -339,45 +265,7 @@ class _Backend:
         with self.pool.connection() as conn:
             conn.execute(_WRITE, (run_ids, seqs, tss, types, datas))
 
-    # the flusher thread
-
-    def _start_thread(self) -> None:
-        # Daemon: a forgotten store must not keep the process alive; the exit hook flushes instead.
-        self.thread = threading.Thread(target=self._flusher, name="headway-trace-flush:postgres", daemon=True)
-        self.thread.start()
-
-    def _flusher(self) -> None:
-        while True:
-            with self.cond:
-                while True:
-                    if self.closed:
-                        return
-                    if not self.buf:
-                        self.cond.wait()
-                        continue
-                    delay = self.first_at + self.interval - time.monotonic()
-                    if delay <= 0:
-                        break
-                    self.cond.wait(delay)
-            try:
-                self.flush()
-            except Exception:
-                _log.exception("headway: could not flush traces to %s; will retry", self.where)
-
     # reading
-
-    def visible(self, run_id: str | None = None) -> None:
-        """Commit buffered events before a read: all of them, or only if `run_id` has some."""
-        with self.io_lock:
-            if self.closed:
-                raise _closed_error(self.where)
-            if run_id is not None:
-                # A Guard asks for every new run id (to restore runs from other processes): committing the
-                # whole buffer each time would cost a round trip per run.
-                with self.buf_lock:
-                    if run_id not in self.buf_runs:
-                        return
-            self._flush_locked()
 
     def fetch(self, query: str, params: tuple[Any, ...]) -> list[TupleRow]:
         with self.pool.connection() as conn:
@@ -424,35 +312,6 @@ class _Backend:
             (),
         )
         return [RunInfo(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
-
-    # closing
-
-    def close(self) -> None:
-        with self.io_lock:
-            with self.buf_lock:
-                if self.closed:
-                    return
-                self.closed = True
-                batch, self.buf = self.buf, []
-                self.buf_runs = set()
-                self.taken += 1
-                self.cond.notify_all()
-            try:
-                if batch:
-                    self._write(batch)
-                self.written = self.taken
-            finally:
-                self.pool.close()
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-
-
-def _close_at_exit(backend: _Backend) -> None:
-    try:
-        backend.close()
-    except Exception:
-        _log.exception("headway: could not flush traces to %s at exit", backend.where)
 
 
 def _filters(status: Status | None, run_id: str | None) -> tuple[str, tuple[Any, ...]]:
