@@ -112,15 +112,24 @@ class Guard:
                 return run
             if run is not None:
                 fresh = self._run(rid, metadata, first_seq=run.last_seq + 1)
+                self._runs[rid] = fresh
+                return fresh
+        # Read the run's history outside the lock: with a networked store (PostgreSQL) that is a round
+        # trip, and other runs starting in this process must not queue behind it.
+        events = self.store.events(rid)
+        with self._lock:
+            run = self._runs.get(rid)
+            if run is not None and not run.ended:
+                return run  # another thread started it meanwhile
+            ends = [i for i, e in enumerate(events) if e.type == "end"]
+            current = events[ends[-1] + 1 :] if ends else events
+            if run is not None:
+                fresh = self._run(rid, metadata, first_seq=run.last_seq + 1)
+            elif current:
+                fresh = self._run(rid, metadata, record_start=False)
+                fresh._restore(current)
             else:
-                events = self.store.events(rid)
-                ends = [i for i, e in enumerate(events) if e.type == "end"]
-                current = events[ends[-1] + 1 :] if ends else events
-                if current:
-                    fresh = self._run(rid, metadata, record_start=False)
-                    fresh._restore(current)
-                else:
-                    fresh = self._run(rid, metadata, first_seq=(events[-1].seq if events else 0) + 1)
+                fresh = self._run(rid, metadata, first_seq=(events[-1].seq if events else 0) + 1)
             self._runs[rid] = fresh
             return fresh
 
