@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-core demo-openai test lint typecheck bench clean
+.PHONY: demo demo-core demo-openai test lint typecheck bench clean bench-external
 
 # One pip call installs all packages editable plus the dev tools; re-run only when a pyproject changes.
 $(STAMP): pyproject.toml packages/core/pyproject.toml packages/langgraph_adapter/pyproject.toml packages/openai_adapter/pyproject.toml
@@ -38,6 +38,17 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.core
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.openai_overhead
 	$(BIN)/python -m bench.langgraph_overhead
+	$(BIN)/python -m bench.analysis
+
+# AgentDojo replayed through headway, and headway beside LangChain's middleware, the Agents SDK's
+# guardrails and invariant-ai; offline, results in bench/*_results.md. Not part of `make test` or CI.
+# invariant-ai pins openai<2, which openai-agents (openai>=3) cannot share: it is installed without its
+# dependencies, and the bench group carries the ones its local rule engine imports.
+bench-external: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group bench
+	$(BIN)/python -m pip install --quiet --no-deps "invariant-ai==0.3.5"
+	$(BIN)/python -m bench.agentdojo_replay
+	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.peers
 
 clean:
 	rm -rf $(VENV) .headway .pytest_cache .mypy_cache .ruff_cache

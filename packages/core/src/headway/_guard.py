@@ -47,6 +47,12 @@ def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore
 
 def _escalation_store(traces: TraceStore) -> EscalationStore:
     """Escalations live beside the traces: in the same SQLite file, or the same PostgreSQL database."""
+    # Through wrappers that forward to a real store (e.g. headway.otel.OTelStore), to that store.
+    for _ in range(8):
+        inner = getattr(traces, "inner", None)
+        if inner is None or isinstance(traces, EscalationStore):
+            break
+        traces = inner
     if isinstance(traces, EscalationStore):
         return traces
     if isinstance(traces, SQLiteStore) and str(traces.path) != ":memory:":

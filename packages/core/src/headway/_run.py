@@ -30,10 +30,21 @@ from ._escalations import (
     validate_decision,
 )
 from ._normalize import any_match, as_patterns, canonical, leaves, parse_payload, safe_repr
-from ._policy import RISK_WEIGHT, _Resolved
+from ._policy import RISK_WEIGHT, Thresholds, _Resolved
 from ._progress import Progress, Tracker
 from ._redact import REDACTED, Redactor
-from ._types import ACTION_RANK, SEVERITY_WEIGHT, Action, Decision, Event, EventType, Finding, Kind, Stage
+from ._types import (
+    ACTION_RANK,
+    SEVERITY_WEIGHT,
+    Action,
+    Decision,
+    Event,
+    EventType,
+    Finding,
+    Kind,
+    Risk,
+    Stage,
+)
 from ._view import RunView, ToolCall
 
 if TYPE_CHECKING:
@@ -149,6 +160,44 @@ def _dedupe(findings: Iterable[Finding]) -> tuple[Finding, ...]:
             seen.add(key)
             out.append(f)
     return tuple(out)
+
+
+def gate_action(
+    active: Sequence[Finding],
+    risk: Risk,
+    th: Thresholds,
+    action_for: Callable[[Kind], Action],
+    stage: Stage = "call",
+) -> tuple[Action, float, list[Finding]]:
+    """The autonomy gate's arithmetic: active findings x tool risk -> (action, risk score, deciding findings).
+
+    Pure (approval conditions aside, which `Run._gate` applies after), so a threshold sweep can re-decide
+    recorded calls at many operating points without re-running their checks.
+    """
+    score = max((SEVERITY_WEIGHT[f.severity] for f in active), default=0.0) * RISK_WEIGHT[risk]
+    action: Action = "allow"
+    deciding: list[Finding] = []
+    if active:
+        # The most severe findings choose the remedy (a missing lookup blocks even when an argument
+        # is also ungrounded: the lookup may ground it); a decision a check demanded always counts.
+        top = max(SEVERITY_WEIGHT[f.severity] for f in active)
+        explicit = [(f.decision, f) for f in active if f.decision is not None]
+        remedies = [
+            (action_for(f.kind), f)
+            for f in active
+            if f.decision is None and SEVERITY_WEIGHT[f.severity] == top
+        ]
+        pool: list[tuple[Action, Finding]] = [*explicit, *remedies] if score >= th.tolerate else explicit
+        if pool:
+            action = max((a for a, _ in pool), key=ACTION_RANK.__getitem__)
+            deciding = [f for a, f in pool if a == action]
+        if action in ("allow", "block", "clarify") and score >= th.escalate:
+            action = "escalate"
+            deciding = [f for f in active if SEVERITY_WEIGHT[f.severity] * RISK_WEIGHT[risk] >= th.escalate]
+    if stage == "result" and risk != "read" and action in ("block", "clarify"):
+        # The side effect already happened: the model cannot undo it by retrying; a person must look.
+        action = "escalate"
+    return action, score, deciding
 
 
 class Run:
@@ -614,32 +663,9 @@ class Run:
         risk = resolved if isinstance(resolved, str) else resolved.risk
         fs = _dedupe(findings)
         active = [f for f in fs if f.severity != "note"]
-        score = max((SEVERITY_WEIGHT[f.severity] for f in active), default=0.0) * RISK_WEIGHT[risk]
-        th = self.policy.thresholds
-        action: Action = "allow"
-        deciding: list[Finding] = []
-        if active:
-            # The most severe findings choose the remedy (a missing lookup blocks even when an argument
-            # is also ungrounded: the lookup may ground it); a decision a check demanded always counts.
-            top = max(SEVERITY_WEIGHT[f.severity] for f in active)
-            explicit = [(f.decision, f) for f in active if f.decision is not None]
-            remedies = [
-                (self.policy.action_for(f.kind), f)
-                for f in active
-                if f.decision is None and SEVERITY_WEIGHT[f.severity] == top
-            ]
-            pool: list[tuple[Action, Finding]] = [*explicit, *remedies] if score >= th.tolerate else explicit
-            if pool:
-                action = max((a for a, _ in pool), key=ACTION_RANK.__getitem__)
-                deciding = [f for a, f in pool if a == action]
-            if action in ("allow", "block", "clarify") and score >= th.escalate:
-                action = "escalate"
-                deciding = [
-                    f for f in active if SEVERITY_WEIGHT[f.severity] * RISK_WEIGHT[risk] >= th.escalate
-                ]
-        if stage == "result" and risk != "read" and action in ("block", "clarify"):
-            # The side effect already happened: the model cannot undo it by retrying; a person must look.
-            action = "escalate"
+        action, score, deciding = gate_action(
+            active, risk, self.policy.thresholds, self.policy.action_for, stage
+        )
         if action == "allow" and call is not None and not approved and not isinstance(resolved, str):
             why = self._approval(call, resolved)
             if why is not None:

@@ -4,6 +4,13 @@
     headway escalations show ID [--json]
     headway escalations approve ID | reject ID --message M | edit ID --args JSON | answer ID --text T
     headway serve [--host 127.0.0.1] [--port 8765] [--token T]
+    headway export-otel [--endpoint http://127.0.0.1:4318] [--run RUN] [--capture-content]   (headway[otel])
+    headway replay --policy NEW.toml [--store SOURCE ...] [--run RUN_ID ...] [--json]
+    headway sweep --policy P.toml [--store SOURCE ...] [--labels L.jsonl] [--grid N] [--html F] [--json]
+    headway report [SOURCE ...] [--policy P.toml] [--html F] [--json]
+    headway show RUN_ID [--json]
+    headway export-test RUN_ID [--policy P.toml | pkg.module:attr] [-o FILE] [--expect STEP=ACTION ...]
+    headway eval --reference REF.json [--mode strict|unordered|subset|superset] [--run RUN_ID ...] [--json]
 
 The store is `--store`, else HEADWAY_TRACES, else `.headway/traces.db`; a `postgresql://` DSN selects
 `headway.postgres`. Whoever decides names themselves with `--by` or HEADWAY_APPROVER. Exit codes: 0
@@ -31,7 +38,11 @@ from typing import TYPE_CHECKING, Any, cast
 from ._errors import HeadwayError
 from ._escalations import STATUSES, EscalationStore, SQLiteEscalations
 from ._guard import DEFAULT_TRACES
+from ._otel_cli import register as _register_otel
+from ._replay_cli import register as _register_replay
+from ._report_cli import register as _register_report
 from ._store import SQLiteStore, TraceFormatError, TraceStore
+from ._testing_cli import register as _register_testing
 from ._types import Event
 
 if TYPE_CHECKING:
@@ -232,6 +243,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--token", help="the inbox token (default: $HEADWAY_INBOX_TOKEN, else a new one)")
     serve.set_defaults(command=_serve)
+    _register_otel(commands, common)  # export-otel
+    _register_replay(commands, common)  # replay, sweep
+    _register_report(commands, common)  # report, show
+    _register_testing(commands, common)  # export-test, eval
     return parser
 
 

@@ -3,6 +3,10 @@
 A `Scenario` scripts a run (user words, model turns with tool calls, a person's decisions, the final
 answer) with the decision expected at each guarded step. `play` replays it straight through a Guard: the
 reference every framework adapter must agree with (`assert_conforms`).
+
+Recorded runs: `replay` one through a policy and `assert_decisions` (what `headway export-test` writes);
+`assert_trajectory` / `match_trajectory` compare a run's tool calls with a reference, `evaluate` scores
+many runs. The pytest fixtures `headway_guard` and `headway_trajectory` come from `headway.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -13,33 +17,57 @@ from typing import Any, Literal
 
 from ._escalations import HumanAction
 from ._guard import Guard
+from ._recorded import load_run
+from ._regression import NOT_ALLOW, assert_decisions, export_test, failures, load_policy, replay, steps_of
 from ._run import Run
+from ._trajectory import (
+    IGNORE,
+    ArgMatcher,
+    Call,
+    Divergence,
+    Evaluation,
+    Mode,
+    TrajectoryMatch,
+    assert_trajectory,
+    calls_of,
+    evaluate,
+    match_trajectory,
+)
 from ._types import Decision
 
 __all__ = [
+    "IGNORE",
+    "NOT_ALLOW",
+    "ArgMatcher",
     "Call",
+    "Divergence",
+    "Evaluation",
+    "Mode",
     "Scenario",
     "Step",
+    "TrajectoryMatch",
     "assert_conforms",
+    "assert_decisions",
+    "assert_trajectory",
     "call",
+    "calls_of",
     "end",
+    "evaluate",
+    "export_test",
+    "failures",
     "human",
+    "load_policy",
+    "load_run",
+    "match_trajectory",
     "mismatches",
     "play",
+    "replay",
     "say",
+    "steps_of",
     "user",
 ]
 
 StepKind = Literal["user", "model", "human", "end"]
-
-
-@dataclass(frozen=True)
-class Call:
-    """A tool call the scripted model proposes."""
-
-    tool: str
-    args: Mapping[str, Any]
-    id: str
 
 
 @dataclass(frozen=True)
