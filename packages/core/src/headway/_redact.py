@@ -89,8 +89,14 @@ class Redactor:
                     out[k] = new
             return value if out is None else out
         if isinstance(value, list | tuple):
-            items = [self.apply(v, removed) for v in value]
-            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+            items: list[Any] | None = None
+            for i, v in enumerate(value):
+                new = self.apply(v, removed)
+                if new is not v and items is None:
+                    items = list(value[:i])
+                if items is not None:
+                    items.append(new)
+            return value if items is None else items
         return value
 
 
