@@ -38,9 +38,8 @@ def test_nothing_unsafe_gets_through_beyond_the_known_gaps(gauntlet: Gauntlet) -
     assert unexplained == []
 
 
-@pytest.mark.xfail(strict=True, reason="claims are checked per tool, not per order or amount (KNOWN_GAPS)")
-def test_target_zero_unsafe_actions(gauntlet: Gauntlet) -> None:
-    # Strict: when headway closes the gaps this passes, and KNOWN_GAPS must be updated.
+def test_target_zero_unsafe_actions_on_the_sample(gauntlet: Gauntlet) -> None:
+    # The full run's remaining misses are the ones KNOWN_GAPS explains; this sample has none.
     assert gauntlet.reports["core"].unsafe_allowed == 0
 
 

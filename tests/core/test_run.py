@@ -816,3 +816,67 @@ def test_a_final_answer_mid_conversation_is_checked_without_ending_the_run() -> 
         run.model("I have refunded it", [{"name": "lookup", "args": {}, "id": "x"}], final=True).action
         == "allow"
     )
+
+
+# ---- claims name what they are about ----------------------------------------------------------------
+
+
+def _claims_run() -> Run:
+    policy = Policy(
+        tools=[Tool("lookup_order", risk="read"), Tool("refund_order", risk="irreversible")],
+        detect_ambiguity=False,
+    )
+    run = Guard(policy, store=":memory:").start_run("claims")
+    run.user("refund A1 please, and what about A2?")
+    for cid, order in (
+        ("l1", {"order_id": "A1", "amount": 49.0}),
+        ("l2", {"order_id": "A2", "amount": 78.0}),
+    ):
+        run.tool_call("lookup_order", {"order_id": order["order_id"]}, call_id=cid)
+        run.tool_result(cid, output={**order, "status": "refunded" if cid == "l2" else "delivered"})
+    run.tool_call("refund_order", {"order_id": "A1", "amount": 49.0}, call_id="r1")
+    run.tool_result("r1", output={"refund_id": "R-1", "order_id": "A1", "amount": 49.0})
+    return run
+
+
+@pytest.mark.parametrize(
+    ("answer", "action"),
+    [
+        ("I have refunded $49.00 for order A1.", "allow"),
+        ("Your refund of $49.00 for order A1 has been refunded; allow 3-5 days.", "allow"),
+        ("I have refunded $78 for order A1.", "block"),  # not the amount refunded
+        ("I have refunded order A2.", "block"),  # another order
+        ("I have refunded orders A1 and A2.", "block"),
+        ("Order A2 has already been refunded.", "allow"),  # a state the lookup shows, not an act
+        ("Your orders: A1 (lamp, delivered), A2 (chair, refunded).", "allow"),
+        ("I have refunded order A1, but A2 was not.", "allow"),
+        ("I have refunded $49 for order A1 and created nothing else.", "allow"),
+    ],
+)
+def test_a_claim_is_backed_only_by_a_call_about_what_it_names(answer: str, action: str) -> None:
+    assert _claims_run().end(answer).action == action
+
+
+def test_a_write_to_one_order_does_not_excuse_a_contradiction_about_another() -> None:
+    policy = Policy(
+        tools=[
+            Tool("get_order", risk="read"),
+            Tool("cancel_order", risk="write"),
+            Tool("note", risk="write"),
+        ],
+        detect_ambiguity=False,
+    )
+    run = Guard(policy, store=":memory:").start_run("conflicts")
+    run.user("cancel B1; and how is A1?")
+    run.tool_call("get_order", {"order_id": "A1"}, call_id="g1")
+    run.tool_result("g1", output={"order_id": "A1", "status": "pending"})
+    run.tool_call("cancel_order", {"order_id": "B1"}, call_id="c1")
+    run.tool_result("c1", output={"order_id": "B1", "status": "cancelled"})
+    run.tool_call("get_order", {"order_id": "A1", "fresh": True}, call_id="g2")
+    d = run.tool_result("g2", output={"order_id": "A1", "status": "delivered"})
+    assert "consistent_with_observations" in [f.check for f in d.findings]  # B1's cancel cannot explain it
+    run.tool_call("cancel_order", {"order_id": "A1"}, call_id="c2")
+    run.tool_result("c2", output={"order_id": "A1", "status": "cancelled"})
+    run.tool_call("get_order", {"order_id": "A1", "again": True}, call_id="g3")
+    d = run.tool_result("g3", output={"order_id": "A1", "status": "cancelled"})
+    assert "consistent_with_observations" not in [f.check for f in d.findings]  # its own write explains it

@@ -14,11 +14,11 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import checks as _checks
-from ._claims import claimed
+from ._claims import Claim, claimed
 from ._errors import HeadwayError
 from ._escalations import (
     Escalation,
@@ -29,7 +29,7 @@ from ._escalations import (
     escalation_id,
     validate_decision,
 )
-from ._normalize import any_match, as_patterns, canonical, leaves, parse_payload, safe_repr
+from ._normalize import any_match, as_patterns, canonical, leaves, norm, parse_payload, safe_repr, text_keys
 from ._policy import RISK_WEIGHT, Thresholds, _Resolved
 from ._progress import Progress, Tracker
 from ._redact import REDACTED, Redactor
@@ -143,6 +143,34 @@ def _redacted(redactor: Redactor, type_: str, data: dict[str, Any]) -> dict[str,
             if part == "args" and "raw_args" in out:
                 out["raw_args"] = REDACTED  # the unparsed text holds the same secret
     return out
+
+
+def _values_of(payload: Any) -> set[str]:
+    """Normalised scalar values of a payload, and the words of its texts (a ticket's body naming the
+    order): what a call or a result was about."""
+    out: set[str] = set()
+    for _, v in leaves(payload if not isinstance(payload, str) else [payload]):
+        k = norm(v)
+        if k is not None:
+            out.add(k)
+        if isinstance(v, str) and len(v) <= 4000:
+            out |= text_keys(v)
+    return out
+
+
+def _records(payload: Any, limit: int = 1000) -> Iterator[Any]:
+    """The payload and every mapping inside it (bounded): the entities a result shows, one by one."""
+    stack, seen = [payload], 0
+    while stack and seen < limit:
+        v = stack.pop()
+        seen += 1
+        if isinstance(v, Mapping):
+            yield {k: x for k, x in v.items() if not isinstance(x, Mapping | list | tuple)}
+            stack.extend(x for x in v.values() if isinstance(x, Mapping | list | tuple))
+        elif isinstance(v, list | tuple):
+            stack.extend(v[:limit])
+        else:
+            yield v
 
 
 def _output_hash(output: Any) -> int:
@@ -741,10 +769,26 @@ class Run:
             r = self.policy.resolve(name)
             if r.risk != "read":
                 candidates.append((name, r.claims))
-        for tool, sentence in claimed(answer, candidates) if answer else []:
+        for claim in claimed(answer, candidates) if answer else []:
+            tool, sentence = claim.tool, claim.sentence
             calls = self.view.calls(tool)
-            if any(c.succeeded for c in calls):
+            done = [c for c in calls if c.succeeded]
+            if done:
+                missing = self._unbacked(claim, done)
+                if missing:
+                    findings.append(
+                        Finding(
+                            "claims",
+                            "unsupported_claim",
+                            "high",
+                            f"the answer says {sentence!r} but no successful {tool} call was for "
+                            f"{', '.join(sorted(missing))}",
+                            {"tool": tool, "sentence": sentence, "missing": sorted(missing)},
+                        )
+                    )
                 continue
+            if self._unbacked(claim, []) == set():
+                continue  # a tool's output already shows it done ("status": "refunded" for that order)
             if calls and calls[-1].failed:
                 c = calls[-1]
                 findings.append(
@@ -767,6 +811,28 @@ class Run:
                     )
                 )
         return findings
+
+    def _unbacked(self, claim: Claim, done: Sequence[ToolCall]) -> set[str] | None:
+        """What a claim names that no successful call of its tool was about: empty when every amount and
+        known entity it names is in some successful call's arguments or result. With no such call, a
+        claim that reports a state is backed by an output showing it (a lookup with status "refunded"
+        for that order). None: nothing backs it."""
+        named = set(claim.amounts) | {n for n in claim.names if self.view._seen(n)}
+        if claim.state and named:
+            for c in reversed(self.view.calls()):
+                for record in _records(c.output):  # one order of a list, not the list as a whole
+                    shown = _values_of(record)
+                    if claim.word in shown and named <= shown:
+                        return set()
+        best: set[str] | None = None
+        if done:
+            # Each named value by some successful call: "refunded A1 and A2" may be two refunds.
+            best = set(named)
+            for c in done:
+                best -= _values_of(c.args) | _values_of(c.output)
+                if not best:
+                    return best
+        return best
 
     # ---- applying (live and restore) ------------------------------------------------------------------
 

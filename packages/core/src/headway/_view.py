@@ -108,6 +108,11 @@ class RunView:
         self.tokens = 0
         self.started: float = 0.0
         self.last_write_step = -1
+        # Recent writes: (step, the id-like arguments they named as (field, value)). A write that names
+        # an order changes that order and maybe other kinds of entity (its customer), not other orders;
+        # a write naming nothing may change anything. Only the tail matters (see `_changed_since`).
+        self._writes: list[tuple[int, frozenset[tuple[str, str]]]] = []
+        self._dropped_write = -1  # the latest write no longer kept
         # Conversation order of texts: (seq, "user"|"agent", normalised text). Only the tail is consulted.
         self._dialogue: list[tuple[int, str, str]] = []
         self._user_text = ""
@@ -293,6 +298,10 @@ class RunView:
         if len(self._dialogue) > 64:
             del self._dialogue[:32]
 
+    def _seen(self, key: str) -> bool:
+        """Whether a normalised value was said by the user or shown by any tool output."""
+        return key in self._values or key in self._user_keys
+
     def _add_call(self, call: ToolCall) -> None:
         self._calls.append(call)
         self._by_id[call.call_id] = call
@@ -305,6 +314,15 @@ class RunView:
                 self._by_arg[(call.tool, name, k)].append(call)
         if write:
             self.last_write_step = call.step
+            named = frozenset(
+                (name.casefold(), k)
+                for name, value in call.args.items()
+                if is_id_key(name) and (k := norm(value)) is not None
+            )
+            self._writes.append((call.step, named))
+            if len(self._writes) > 64:
+                self._dropped_write = self._writes[31][0]
+                del self._writes[:32]
 
     def _add_result(self, call: ToolCall, read: bool) -> list[Conflict]:
         """Index a result's values, entities and candidate lists in one walk; returns new conflicts."""
@@ -391,8 +409,8 @@ class RunView:
             return
         prev = self._observed.get(primary)
         self._observed[primary] = (call.step, d)
-        if not read or prev is None or prev[0] <= self.last_write_step:
-            return  # a write since the last look legitimately changes the entity
+        if not read or prev is None or self._changed_since(prev[0], primary):
+            return  # a write since the last look may legitimately have changed the entity
         before = prev[1]
         for key, k, value in fields:
             if key == primary[0] or k is None or key not in before:
@@ -404,6 +422,19 @@ class RunView:
                 conflicts.append(c)
                 self.conflicts.append(c)
                 self._conflicted[primary].append(c)
+
+    def _changed_since(self, step: int, entity: tuple[str, str]) -> bool:
+        """Whether a write after `step` may have changed this entity: one that named it, one that named
+        entities of another kind only, or one that named none."""
+        if step < self._dropped_write:
+            return True  # a write no longer kept came after it: assume it changed
+        field, value = entity[0].casefold(), entity[1]
+        for at, named in reversed(self._writes):
+            if at <= step:
+                break
+            if not named or (field, value) in named or all(f != field for f, _ in named):
+                return True
+        return False
 
     def _index_candidates(self, call: ToolCall, key: str, values: list[Any]) -> None:
         raws: list[Any] = []
