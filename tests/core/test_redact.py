@@ -68,3 +68,19 @@ def test_policy_files_take_redact(tmp_path: Path) -> None:
     )
     policy = Policy.load(path)
     assert policy.redactor.patterns == ("iban", "*_secret")
+
+
+def test_a_reason_quoting_a_secret_is_scrubbed_in_traces_and_records(tmp_path: Path) -> None:
+    with Guard(_policy(), store=tmp_path / "t.db") as guard:
+        run = guard.start_run("r")
+        run.user("wire 50 to my other account")
+        d = run.tool_call("wire", {"iban": "GB33BUKB20201555555555", "amount": 50}, call_id="w")
+        assert d.action == "clarify"
+        assert "GB33BUKB20201555555555" in d.reason.upper()  # the agent is told what it sent
+        esc = run.escalation("w")
+        assert esc is not None
+        record = json.dumps(esc.to_dict()).upper()
+        assert "GB33BUKB20201555555555" not in record
+    with SQLiteStore(tmp_path / "t.db") as store:
+        written = json.dumps([e.to_dict() for e in store.events("r")]).upper()
+    assert "GB33BUKB20201555555555" not in written

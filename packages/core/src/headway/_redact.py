@@ -6,7 +6,7 @@ down or sent keeps "[redacted]" in their place.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -119,3 +119,30 @@ def redact(value: Any, names: Iterable[str] = (), *, defaults: bool = True) -> A
     by "[redacted]" at any depth of its mappings and lists, plus `DEFAULT_REDACT` unless `defaults` is False.
     Names match regardless of case, camelCase or dashes. `value` itself is not changed."""
     return Redactor(names, defaults=defaults).apply(value, [])
+
+
+def cleaner(needles: Iterable[str]) -> Callable[[str], str]:
+    """A function that replaces each of these texts (removed secrets) wherever it appears in a string."""
+    ordered = sorted({n for n in needles if n}, key=len, reverse=True)  # longest first: no partial leftovers
+
+    def clean(text: str) -> str:
+        for needle in ordered:
+            if needle in text:
+                text = text.replace(needle, REDACTED)
+        return text
+
+    return clean
+
+
+def scrub(value: Any, clean: Callable[[str], str]) -> Any:
+    """`value` with `clean` applied to every string in it (a reason or finding quoting a secret); the same
+    object when nothing changed."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, Mapping):
+        out = {k: scrub(v, clean) for k, v in value.items()}
+        return value if all(out[k] is value[k] for k in value) else out
+    if isinstance(value, list | tuple):
+        items = [scrub(v, clean) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value

@@ -32,7 +32,7 @@ from ._escalations import (
 from ._normalize import any_match, as_patterns, canonical, leaves, norm, parse_payload, safe_repr, text_keys
 from ._policy import RISK_WEIGHT, Thresholds, _Resolved
 from ._progress import Progress, Tracker
-from ._redact import REDACTED, Redactor
+from ._redact import REDACTED, Redactor, cleaner, scrub
 from ._types import (
     ACTION_RANK,
     SEVERITY_WEIGHT,
@@ -133,15 +133,19 @@ _REDACTED_PARTS: Mapping[str, tuple[str, ...]] = {
 def _redacted(redactor: Redactor, type_: str, data: dict[str, Any]) -> dict[str, Any]:
     """The event data as it may be written down: secret fields replaced (a copy only when one was)."""
     out = data
+    removed: list[str] = []
     for part in _REDACTED_PARTS[type_]:
         value = data.get(part)
-        clean = redactor.apply(value)
+        clean = redactor.apply(value, removed)
         if clean is not value:
             if out is data:
                 out = dict(data)
             out[part] = clean
             if part == "args" and "raw_args" in out:
                 out["raw_args"] = REDACTED  # the unparsed text holds the same secret
+    if removed and "decision" in out:
+        # A reason or a finding may quote the value ("iban='DE89...' appears nowhere").
+        out["decision"] = scrub(out["decision"], cleaner(removed))
     return out
 
 
@@ -1028,16 +1032,24 @@ class Run:
         """Store a numbered decision's escalation record; notifiers hear of it once, when it is new."""
         if decision.escalation_id is None or self._escalations is None:
             return
+        removed: list[str] = []
+        args = dict(self._redactor.apply(call.args, removed))
+        clean = cleaner(removed)
         fresh = Escalation(
             decision.escalation_id,
             self.run_id,
             call.call_id,
             call.tool,
-            dict(self._redactor.apply(call.args)),
+            args,
             "clarify" if decision.action == "clarify" else "escalate",
-            decision.reason,
-            decision.question,
-            decision.findings,
+            clean(decision.reason),
+            None if decision.question is None else clean(decision.question),
+            tuple(
+                dataclasses.replace(f, message=clean(f.message), evidence=scrub(f.evidence, clean))
+                for f in decision.findings
+            )
+            if removed
+            else decision.findings,
             time.time(),
             metadata={"unknown_outcome": True} if unknown else {},
         )

@@ -37,7 +37,7 @@ import httpx
 
 from ._errors import HeadwayError
 from ._escalations import Delivery, Escalation, EscalationStore
-from ._redact import DEFAULT_REDACT, REDACTED, Redactor, redact
+from ._redact import DEFAULT_REDACT, REDACTED, Redactor, cleaner, redact
 
 __all__ = ["DEFAULT_REDACT", "Notifier", "WebhookNotifier", "redact", "sign", "verify_signature"]
 
@@ -115,18 +115,6 @@ def verify_signature(
 # ---- redaction --------------------------------------------------------------------------------------
 
 
-def _cleaner(needles: Iterable[str]) -> Callable[[str], str]:
-    ordered = sorted({n for n in needles if n}, key=len, reverse=True)  # longest first: no partial leftovers
-
-    def clean(text: str) -> str:
-        for needle in ordered:
-            if needle in text:
-                text = text.replace(needle, REDACTED)
-        return text
-
-    return clean
-
-
 def _jsonable(value: Any, clean: Callable[[str], str]) -> Any:
     """JSON-safe and cleaned: every string (and key) passed through `clean`, numbers that spell a removed
     value replaced, non-finite floats and other objects as their (cleaned) repr, never dropped."""
@@ -163,7 +151,7 @@ def _payload(esc: Escalation, redactor: Redactor, secret: str, inbox_url: str | 
     # happens to match one. The secret goes from everything (the last `_jsonable`).
     content = _jsonable(
         {"args": args, "reason": esc.reason, "question": esc.question, "findings": findings},
-        _cleaner([secret, *removed]),
+        cleaner([secret, *removed]),
     )
     inbox = inbox_url.rstrip("/") if inbox_url else None
     payload = {
@@ -187,7 +175,7 @@ def _payload(esc: Escalation, redactor: Redactor, secret: str, inbox_url: str | 
             "approve_cli": f"headway escalations approve {shlex.quote(esc.id)} --by <your-name>",
         },
     }
-    out: dict[str, Any] = _jsonable(payload, _cleaner([secret]))
+    out: dict[str, Any] = _jsonable(payload, cleaner([secret]))
     return out
 
 
@@ -330,7 +318,7 @@ class WebhookNotifier:
         self._redactor = Redactor(redact, defaults=redact_defaults)
         self._headers = dict(headers or {})
         # What may carry a credential in a delivery record: the secret, and the URL's password and query.
-        self._clean_detail = _cleaner([self._secret_text, parsed.password or "", parsed.query.decode()])
+        self._clean_detail = cleaner([self._secret_text, parsed.password or "", parsed.query.decode()])
         self._client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._cond = threading.Condition()
