@@ -412,7 +412,7 @@ def test_ungrounded_amount_asks_the_user() -> None:
     assert d.action == "clarify"
     f = one(d, "grounded")
     assert f.kind == "ungrounded"
-    assert "amount=40 appear nowhere" in f.message
+    assert "amount=40 appears nowhere" in f.message
     assert "order_id" not in f.message
     assert d.question is not None
     assert "amount=40" in d.question
@@ -455,7 +455,7 @@ def test_grounded_sources_user_only() -> None:
     do(run, "lookup", {}, "c1", {"amount": 40})
     d = run.tool_call("refund", {"amount": 40}, call_id="c2")
     assert d.action == "clarify"
-    assert "appear nowhere in the user's words:" in one(d, "grounded").message
+    assert "nowhere in the user's words:" in one(d, "grounded").message
     run.user("yes, 40 dollars")
     assert run.tool_call("refund", {"amount": 40}, call_id="c3").action == "allow"
 

@@ -630,7 +630,7 @@ class Run:
                     name,
                     kind,
                     "high",
-                    f"check {name} crashed ({type(e).__name__}: {e}); failing closed on a {resolved.risk} tool",
+                    f"check {name} crashed ({type(e).__name__}: {e}); failing closed on {'an' if resolved.risk == 'irreversible' else 'a'} {resolved.risk} tool",
                     {"exception": safe_repr(e)[:500]},
                     "escalate",
                 )

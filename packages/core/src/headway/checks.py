@@ -257,7 +257,9 @@ class _Schema(_Check):
         if not errors:
             return None
         return self.finding(
-            f"{self.target} do not match the schema: " + "; ".join(errors[:5]), errors=errors[:20]
+            f"{'arguments do' if self.target == 'args' else 'the output does'} not match the schema: "
+            + "; ".join(errors[:5]),
+            errors=errors[:20],
         )
 
 
@@ -460,7 +462,8 @@ class _Grounded(_Check):
             return None
         where = "the user's words" if self.tools == () else "the user's words or an earlier tool result"
         return self.finding(
-            f"{', '.join(bad)} appear nowhere in {where}: an assumption, not a fact",
+            f"{', '.join(bad)} {'appears' if len(bad) == 1 else 'appear'} nowhere in {where}: an assumption, "
+            "not a fact",
             values=bad,
             question=f"Before I continue: can you confirm {', '.join(bad)}?",
         )
