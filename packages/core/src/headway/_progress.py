@@ -71,7 +71,8 @@ class Tracker:
             out.append(
                 self._loop_finding(
                     REPEAT,
-                    f"{call.tool} was already called with these arguments {len(prior)} times (steps "
+                    f"{call.tool} was already called with these arguments "
+                    f"{'once' if len(prior) == 1 else f'{len(prior)} times'} (steps "
                     f"{', '.join(map(str, prior[-5:]))}); {self._known(call, view)}",
                     steps=list(prior[-10:]),
                 )
