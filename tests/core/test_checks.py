@@ -6,6 +6,7 @@ the tests assert the action, the failure class and a fragment of the message.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -756,6 +757,17 @@ def test_ambiguous_pick_from_a_list_asks_the_user() -> None:
     f = one(d, "unambiguous")
     assert f.kind == "ambiguous"
     assert "one of 2 candidates list_orders returned" in f.message
+    assert d.question == "Which one do you mean: A1 or A2?"
+
+
+@pytest.mark.parametrize("shape", ["list", "json text"])
+def test_ambiguous_pick_from_a_bare_list_asks_the_user(shape: str) -> None:
+    run = _ambiguity_run()
+    run.user("my order arrived broken, refund it")
+    orders = TWO_ORDERS["orders"]
+    do(run, "list_orders", {"user_id": "u1"}, "c1", orders if shape == "list" else json.dumps(orders))
+    d = run.tool_call("refund", {"order_id": "A2"}, call_id="c2")
+    assert d.action == "clarify"
     assert d.question == "Which one do you mean: A1 or A2?"
 
 

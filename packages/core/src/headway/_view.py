@@ -335,6 +335,10 @@ class RunView:
             if k is not None and len(k) <= 200:
                 keys.add(k)
         else:
+            if isinstance(out, list) and len(out) >= 2:
+                # A bare list is a common tool shape ([{"order_id": "A1"}, {"order_id": "A2"}]): its
+                # entries are candidates just as a list under a key is.
+                self._index_candidates(call, call.tool, out)
             # One bounded, iterative walk (no recursion: payloads may be arbitrarily deep).
             stack: list[tuple[Any, int]] = [(out, 0)]
             budget = MAX_LEAVES
