@@ -14,15 +14,10 @@ from .score import ACTIONS, Report, Verdict, wilson
 
 # What headway (core, with the gauntlet policy) lets through today, per fault variant, and why. The smoke
 # test checks that every miss is one of these; a note is shown in the results only when the miss occurs.
-KNOWN_GAPS: Mapping[str, str] = {
-    "status_contradicts_list": (
-        "Contradicting observations are not compared across a write that names no entity: an unrelated "
-        "create_ticket (subject and body only) between list_orders (status pending) and lookup_order "
-        "(status delivered) may, for all headway knows, have changed the order, so the contradiction is "
-        "not raised and the refund of a pending order runs. Writes that name an entity (order_id=...) "
-        "only excuse changes to that entity and to other kinds of entity."
-    ),
-}
+# Misses headway itself cannot catch yet, by fault variant (the smoke test fails on any other miss).
+# Closed so far: claims checked per order and amount, decimals in claims, contradictions across
+# unrelated writes, the stall detector blocking the call that resolves the stall.
+KNOWN_GAPS: Mapping[str, str] = {}
 # Misses of the example policy that the gauntlet policy's changes close (see bench/gauntlet/policy.toml).
 POLICY_GAPS: Mapping[str, str] = {
     "swapped_amount": "grounding accepts any amount some tool showed (fixed by refund_matches_order)",

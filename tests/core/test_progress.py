@@ -200,7 +200,10 @@ def test_a_new_milestone_resets_the_stall_counter() -> None:
     )
     for i in range(3):
         assert do(run, "search", {"q": i}, f"s{i}", {"hits": []}).action == "allow"
-    assert do(run, "lookup", {"id": 1}, "l1", {"id": 1}).action == "block"  # the 4th call without progress
+    assert do(run, "search", {"q": 9}, "s9", {"hits": []}).action == "block"  # the 4th call without progress
+    # ... but not the call that would reach the missing milestone: that is the way out of the stall.
+    assert do(run, "lookup", {"id": 1}, "l1", {"id": 1}).action == "allow"
+    assert run.view.milestones == ["found"]
     run2 = make_run(
         Policy(
             tools=list(READS), milestones=[Milestone("found", after="lookup")], max_steps_without_progress=3

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._normalize import any_match
 from ._types import Finding
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class Tracker:
                     )
                 )
         limit = p.max_steps_without_progress
-        if limit is not None and self.since_progress + 1 > limit:
+        if limit is not None and self.since_progress + 1 > limit and not self._would_progress(call, view):
             reached = ", ".join(view.milestones) or "none"
             strikes = self.stall_strikes + 1
             out.append(
@@ -106,6 +107,16 @@ class Tracker:
             )
         out.extend(self.check_budgets(view, extra_calls=1))
         return out
+
+    def _would_progress(self, call: ToolCall, view: RunView) -> bool:
+        """Whether this call's success reaches a milestone not reached yet: the step out of a stall is
+        not itself stalling (a long audit ends in the refund that resolves it)."""
+        for m in self.policy.milestones:
+            if m.after is None or m.name in view.milestones:
+                continue
+            if any_match((m.after,) if isinstance(m.after, str) else tuple(m.after), call.tool):
+                return True
+        return False
 
     def check_budgets(self, view: RunView, *, extra_calls: int = 0, extra_steps: int = 1) -> list[Finding]:
         b = self.policy.budgets

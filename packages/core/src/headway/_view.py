@@ -20,6 +20,7 @@ from ._normalize import (
     as_patterns,
     is_id_key,
     is_scalar,
+    leaves,
     mentions,
     norm,
     norm_text,
@@ -108,10 +109,11 @@ class RunView:
         self.tokens = 0
         self.started: float = 0.0
         self.last_write_step = -1
-        # Recent writes: (step, the id-like arguments they named as (field, value)). A write that names
-        # an order changes that order and maybe other kinds of entity (its customer), not other orders;
-        # a write naming nothing may change anything. Only the tail matters (see `_changed_since`).
-        self._writes: list[tuple[int, frozenset[tuple[str, str]]]] = []
+        # Recent writes: (step, the id-like arguments they named as (field, value), the words of their
+        # other arguments). A write that names an order changes that order and maybe other kinds of
+        # entity (its customer), not other orders; a write that names no entity by an id argument (a
+        # ticket, a message) changes only what its text mentions. Only the tail matters.
+        self._writes: list[tuple[int, frozenset[tuple[str, str]], frozenset[str]]] = []
         self._dropped_write = -1  # the latest write no longer kept
         # Conversation order of texts: (seq, "user"|"agent", normalised text). Only the tail is consulted.
         self._dialogue: list[tuple[int, str, str]] = []
@@ -319,7 +321,14 @@ class RunView:
                 for name, value in call.args.items()
                 if is_id_key(name) and (k := norm(value)) is not None
             )
-            self._writes.append((call.step, named))
+            mentioned: frozenset[str] = frozenset()
+            if not named:
+                words: set[str] = set()
+                for _, leaf in leaves(call.args, limit=200):
+                    if isinstance(leaf, str) and len(leaf) <= 4000:
+                        words |= text_keys(leaf)
+                mentioned = frozenset(words)
+            self._writes.append((call.step, named, mentioned))
             if len(self._writes) > 64:
                 self._dropped_write = self._writes[31][0]
                 del self._writes[:32]
@@ -429,14 +438,17 @@ class RunView:
 
     def _changed_since(self, step: int, entity: tuple[str, str]) -> bool:
         """Whether a write after `step` may have changed this entity: one that named it, one that named
-        entities of another kind only, or one that named none."""
+        entities of another kind only, or one that named none by id but mentions it."""
         if step < self._dropped_write:
             return True  # a write no longer kept came after it: assume it changed
         field, value = entity[0].casefold(), entity[1]
-        for at, named in reversed(self._writes):
+        for at, named, mentioned in reversed(self._writes):
             if at <= step:
                 break
-            if not named or (field, value) in named or all(f != field for f, _ in named):
+            if named:
+                if (field, value) in named or all(f != field for f, _ in named):
+                    return True
+            elif value in mentioned:
                 return True
         return False
 
