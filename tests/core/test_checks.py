@@ -1220,3 +1220,18 @@ def test_several_matching_entries_add_up_and_highest_risk_wins() -> None:
     run = make_run(policy)
     d = run.tool_call("get_secret", {"n": 9, "who": "bob"}, call_id="c1")
     assert {f.check for f in active(d)} >= {"bounds", "one_of"}
+
+
+def test_ambiguous_the_user_described_the_one_they_mean() -> None:
+    run = _ambiguity_run()
+    run.user("please raise my rent payment to 1200")
+    listed = [
+        {"id": 6, "subject": "Spotify Premium", "amount": 50},
+        {"id": 7, "subject": "Rent", "amount": 1100},
+    ]
+    do(run, "list_orders", {"user_id": "u1"}, "c1", listed)
+    assert run.tool_call("refund", {"id": 7}, call_id="c2").action != "clarify"  # "rent" names 7
+    other = _ambiguity_run()
+    other.user("please raise my payment to 1200")
+    do(other, "list_orders", {"user_id": "u1"}, "c1", listed)
+    assert other.tool_call("refund", {"id": 7}, call_id="c2").action == "clarify"  # nothing names it

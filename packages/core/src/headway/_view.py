@@ -141,6 +141,9 @@ class RunView:
         self._conflicted: dict[tuple[str, str], list[Conflict]] = defaultdict(list)
         # argument stem -> (step, tool, candidate value keys, raw values) of the latest multi-candidate list.
         self._candidates: dict[str, tuple[int, str, tuple[str, ...], tuple[Any, ...]]] = {}
+        # (id field, id value) of a listed candidate -> the words of its record no other candidate in
+        # that list has ("rent" for the rent payment): a user who says one of them has named it.
+        self._distinct: dict[tuple[str, str], frozenset[str]] = {}
 
     # ---- reading (the API custom checks use) -------------------------------------------------------
 
@@ -463,10 +466,30 @@ class RunView:
                         by_field[f.casefold()].append(fv)
             for f, vs in by_field.items():
                 self._set_candidates(call, f, vs)
+            if by_field and len(values) <= 50:
+                self._describe(values, by_field)
             return
         raws = [v for v in values if norm(v) is not None and not isinstance(v, bool)]
         if len(raws) >= 2:
             self._set_candidates(call, key.casefold(), raws)
+
+    def _describe(self, records: list[Any], by_field: Mapping[str, list[Any]]) -> None:
+        words = [
+            {w for f, v in r.items() if isinstance(v, str) and len(v) <= 200 for w in text_keys(v)}
+            for r in records
+        ]
+        for i, record in enumerate(records):
+            others: set[str] = set().union(*(w for j, w in enumerate(words) if j != i))
+            mine = frozenset(w for w in words[i] - others if len(w) >= 3 and w.isalpha())
+            for f, fv in record.items():
+                if isinstance(f, str) and f.casefold() in by_field and (k := norm(fv)) is not None:
+                    self._distinct[(f.casefold(), k)] = mine
+
+    def described(self, field: str, key: str) -> bool:
+        """Whether the user's words name a listed candidate by what sets it apart (its subject, its
+        item), not by its id: "my rent payment" names the one scheduled transaction about rent."""
+        words = self._distinct.get((field.casefold(), key))
+        return words is not None and not words.isdisjoint(self._user_keys)
 
     def _set_candidates(self, call: ToolCall, key: str, raws: list[Any]) -> None:
         keys = tuple(dict.fromkeys(k for k in (norm(v) for v in raws) if k is not None))

@@ -656,7 +656,7 @@ class _Unambiguous(_Check):
             cands = view.candidates(name)
             if k is None or cands is None or k not in cands[2]:
                 continue
-            if view.user_said(value):
+            if view.user_said(value) or view.described(name, k):
                 continue
             if conf is False:
                 conf = view.confirmation()
