@@ -40,7 +40,7 @@ escalate = 0.9
 
 [actions]
 ungrounded = "block"
-loop = "stop"
+silent_tool_error = "escalate"
 
 [default]
 risk = "read"
@@ -175,7 +175,7 @@ def test_top_level_keys(everything: Policy) -> None:
     )
     assert (p.thresholds.tolerate, p.thresholds.escalate) == (0.2, 0.9)
     assert p.action_for("ungrounded") == "block"
-    assert p.action_for("loop") == "stop"
+    assert p.action_for("silent_tool_error") == "escalate"
     assert p.action_for("ambiguous") == "clarify"  # untouched classes keep their default
 
 
@@ -448,3 +448,11 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 
 def test_policy_error_is_a_value_error() -> None:
     assert issubclass(PolicyError, ValueError)
+
+
+@pytest.mark.parametrize("kind", ["loop", "stall", "budget"])
+def test_actions_for_graduated_classes_are_refused_not_ignored(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(f'[actions]\n{kind} = "escalate"\n')
+    with pytest.raises(PolicyError, match=f"actions: '{kind}' cannot be set"):
+        Policy.load(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+import pytest
 from psycopg import conninfo
 
 from headway import Guard, Policy, Tool, checks
@@ -145,3 +146,18 @@ def test_restore_across_a_real_subprocess_from_a_postgresql_url(dsn: str) -> Non
             "maria@support",
             "not this one",
         )
+
+
+def test_a_keyword_dsn_opens_postgresql_not_a_sqlite_file(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headway.postgres import PostgresStore
+
+    monkeypatch.chdir(tmp_path)
+    guard = Guard(refund_policy(), store=dsn)  # "host=... dbname=..." as libpq writes it
+    try:
+        assert isinstance(guard.store, PostgresStore)
+        assert guard.escalations is guard.store
+    finally:
+        guard.close()
+    assert list(tmp_path.iterdir()) == []  # no file named after the DSN

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -27,6 +28,8 @@ DEFAULT_TRACES = ".headway/traces.db"
 
 
 _log = logging.getLogger("headway")
+# libpq's keyword form ("host=/run/pg dbname=headway"), which would otherwise become a SQLite file name.
+_KEYWORD_DSN = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service)\s*=")
 
 
 def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore:
@@ -37,7 +40,7 @@ def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore
         target = str(store)
         if target == ":memory:":
             return MemoryStore()
-        if target.startswith(("postgresql://", "postgres://")):
+        if target.startswith(("postgresql://", "postgres://")) or _KEYWORD_DSN.match(target):
             from .postgres import PostgresStore  # optional: headway[postgres]
 
             return PostgresStore(target)

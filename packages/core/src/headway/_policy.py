@@ -173,6 +173,10 @@ class _Resolved:
     known: bool
 
 
+# Failure classes whose response the detectors graduate themselves (block, then stop).
+_GRADUATED = frozenset({"loop", "stall", "budget"})
+
+
 @dataclass(frozen=True)
 class Policy:
     """Everything a Guard enforces. Build it in code or load it with `Policy.load("policy.toml")`.
@@ -220,6 +224,13 @@ class Policy:
         for k, a in self.actions.items():
             if k not in KINDS or a not in ACTIONS:
                 raise ValueError(f"actions: {k!r} -> {a!r} is not a failure class -> decision")
+            if k in _GRADUATED:
+                # Silently ignoring it would let a user believe a loop escalates when it blocks.
+                raise ValueError(
+                    f"actions: {k!r} cannot be set: loops, stalls and budgets are answered by their "
+                    "detectors (block, then stop); tune max_repeats, loop_stop_after, "
+                    "max_steps_without_progress or budgets instead"
+                )
         names = [m.name for m in self.milestones]
         if len(set(names)) != len(names):
             raise ValueError(f"milestone names must be unique, got {names}")
