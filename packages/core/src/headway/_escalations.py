@@ -490,7 +490,7 @@ class SQLiteEscalations:
     def list(
         self, *, status: Status | None = None, run_id: str | None = None, limit: int = 100
     ) -> builtins.list[Escalation]:
-        where, params = _filters(status, run_id)
+        where, params = filters(status, run_id)
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT data FROM escalations {where} ORDER BY created_at DESC, id LIMIT ?",
@@ -619,16 +619,17 @@ class _Tx:
             self._lock.release()
 
 
-def _filters(status: Status | None, run_id: str | None) -> tuple[str, tuple[Any, ...]]:
+def filters(status: Status | None, run_id: str | None, mark: str = "?") -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of `list` and its parameters; `mark` is the driver's placeholder."""
     clauses: list[str] = []
     params: list[Any] = []
     if status is not None:
         if status not in STATUSES:
             raise HeadwayError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        clauses.append("status = ?")
+        clauses.append(f"status = {mark}")
         params.append(status)
     if run_id is not None:
-        clauses.append("run_id = ?")
+        clauses.append(f"run_id = {mark}")
         params.append(run_id)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 

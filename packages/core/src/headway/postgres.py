@@ -24,9 +24,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(f'headway.postgres needs psycopg 3: pip install "headway[postgres]" ({exc})') from exc
 
-from ._errors import HeadwayError
 from ._escalations import (
-    STATUSES,
     Claim,
     Delivery,
     Escalation,
@@ -38,6 +36,7 @@ from ._escalations import (
     conflict,
     decided,
     encode,
+    filters,
     validate_decision,
 )
 from ._store import (
@@ -314,20 +313,6 @@ class _Backend(_Batcher):
         return [RunInfo(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
 
 
-def _filters(status: Status | None, run_id: str | None) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if status is not None:
-        if status not in STATUSES:
-            raise HeadwayError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        clauses.append("status = %s")
-        params.append(status)
-    if run_id is not None:
-        clauses.append("run_id = %s")
-        params.append(run_id)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
-
-
 def _escalation(data: str) -> Escalation:
     return Escalation.from_dict(json.loads(data))
 
@@ -407,7 +392,7 @@ class PostgresStore:
     def list(
         self, *, status: Status | None = None, run_id: str | None = None, limit: int = 100
     ) -> builtins.list[Escalation]:
-        where, params = _filters(status, run_id)
+        where, params = filters(status, run_id, "%s")
         rows = self._b.fetch(
             f"SELECT data FROM headway_escalations {where} ORDER BY created_at DESC, id LIMIT %s",
             (*params, max(0, limit)),
