@@ -72,32 +72,45 @@ class Redactor:
 
     def apply(self, value: Any, removed: list[str] | None = None) -> Any:
         """`value` with hidden fields replaced; the same object when nothing was hidden (no copy)."""
-        if not self.patterns:
+        if not self.patterns or type(value) in _SCALARS:
             return value
-        if isinstance(value, Mapping):
+        return self._apply(value, removed)
+
+    def _apply(self, value: Any, removed: list[str] | None) -> Any:
+        # On every recorded event: exact type checks first (isinstance on ABCs is slow), scalars skipped.
+        if type(value) is dict or isinstance(value, Mapping):
             out: dict[Any, Any] | None = None
+            memo = self._memo
             for k, v in value.items():
-                if self.hides(k):
+                hidden = memo.get(k) if type(k) is str else None
+                if hidden is None:
+                    hidden = self.hides(k)
+                if hidden:
                     new: Any = REDACTED
                     if removed is not None:
                         leaves(v, removed)
+                elif type(v) in _SCALARS:
+                    new = v
                 else:
-                    new = self.apply(v, removed)
+                    new = self._apply(v, removed)
                 if new is not v and out is None:
                     out = dict(value)
                 if out is not None:
                     out[k] = new
             return value if out is None else out
-        if isinstance(value, list | tuple):
+        if type(value) is list or isinstance(value, list | tuple):
             items: list[Any] | None = None
             for i, v in enumerate(value):
-                new = self.apply(v, removed)
+                new = v if type(v) in _SCALARS else self._apply(v, removed)
                 if new is not v and items is None:
                     items = list(value[:i])
                 if items is not None:
                     items.append(new)
             return value if items is None else items
         return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def leaves(value: Any, out: list[str]) -> None:

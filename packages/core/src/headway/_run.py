@@ -269,6 +269,8 @@ class Run:
         self._require_stored = require_stored_decisions
         self._rounds: dict[str, int] = {}
         self._last_escalation: dict[str, str] = {}
+        # Writes this process began through `begin` (ledger: executing): their results mark them executed.
+        self._begun: set[str] = set()
         self._redactor = policy.redactor
         self._user_pattern = (
             re.compile(policy.identity.pattern, re.IGNORECASE)
@@ -459,7 +461,8 @@ class Run:
                 milestones = []
             self._finish_result(call, decision)
             self._results[call.call_id] = decision
-            if self._escalations is not None and resolved.risk != "read" and not resolved.idempotent:
+            if call.call_id in self._begun:
+                self._begun.discard(call.call_id)
                 self._executed(call, parsed, err)
             data = {
                 "call_id": call.call_id,
@@ -1003,6 +1006,7 @@ class Run:
                 call.action, self._decided[call_id] = d.action, d
                 return "wait"
             if claim.owner:
+                self._begun.add(call_id)  # its result completes the ledger entry
                 return "run"
             assert claim.entry is not None
             if claim.entry.state == "executed":
@@ -1147,7 +1151,8 @@ class Run:
         return str(stored.decided_by), stored.message, stored.new_args, stored.text
 
     def _executed(self, call: ToolCall, output: Any, error: str | None) -> None:
-        """Ledger: executing -> executed, with the result, before the result's decision is returned."""
+        """Ledger: executing -> executed, with the result, before the result's decision is returned.
+        Only for calls begun through `begin`: exactly-once across processes is what `begin` opts into."""
         assert self._escalations is not None
         try:
             self._escalations.finish(self.run_id, call.call_id, output, error)
