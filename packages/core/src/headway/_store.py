@@ -499,6 +499,15 @@ class _Batcher:
     def _disconnect(self) -> None:
         raise NotImplementedError
 
+    def events(self, run_id: str) -> list[Event]:
+        raise NotImplementedError
+
+    def iter_events(self, run_ids: list[str] | None) -> Iterator[Event]:
+        raise NotImplementedError
+
+    def runs(self) -> list[RunInfo]:
+        raise NotImplementedError
+
     # writing
 
     def append(self, event: Event, durable: bool) -> None:
@@ -770,7 +779,46 @@ def _close_at_exit(backend: _Batcher) -> None:
         _log.exception("headway: could not flush traces to %s at exit", backend.where)
 
 
-class SQLiteStore:
+class _BatchedStore:
+    """The public face of a batching backend (SQLite, PostgreSQL): every TraceStore method forwards to
+    it. The store holds the backend, not the other way round, so a store nobody holds is collected and
+    its finalizer flushes the backend (or, failing that, the exit hook does)."""
+
+    def __init__(self, backend: _Batcher) -> None:
+        self._b = backend
+        self._finalizer = weakref.finalize(self, _close_at_exit, backend)
+
+    def append(self, event: Event, *, durable: bool = False) -> None:
+        self._b.append(event, durable)
+
+    def flush(self) -> None:
+        self._b.flush()
+
+    def close(self) -> None:
+        self._finalizer.detach()
+        self._b.close()
+
+    def events(self, run_id: str) -> list[Event]:
+        return self._b.events(run_id)
+
+    def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
+        ids = None if run_ids is None else list(run_ids)
+        self._b.visible()  # eagerly, so the stream starts with what was appended before this call
+        return self._b.iter_events(ids)
+
+    def runs(self) -> list[RunInfo]:
+        return self._b.runs()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SQLiteStore(_BatchedStore):
     """The default store: one SQLite file in WAL mode, shared safely by threads and processes.
 
     Read-tool events are buffered and committed in batches (at `max_batch` events, `flush_interval`
@@ -796,39 +844,7 @@ class SQLiteStore:
             raise ValueError("max_batch and max_field_chars must be at least 1")
         p = Path(path)
         self.path = p if str(p) == ":memory:" else p.absolute()
-        self._b = _Backend(self.path, flush_interval, max_batch, synchronous, max_field_chars)
-        # Holds the backend, not the store: runs when the store is collected or, failing that, at exit.
-        self._finalizer = weakref.finalize(self, _close_at_exit, self._b)
-
-    def append(self, event: Event, *, durable: bool = False) -> None:
-        self._b.append(event, durable)
-
-    def flush(self) -> None:
-        self._b.flush()
-
-    def close(self) -> None:
-        self._finalizer.detach()
-        self._b.close()
-
-    def events(self, run_id: str) -> list[Event]:
-        return self._b.events(run_id)
-
-    def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
-        ids = None if run_ids is None else list(run_ids)
-        with self._b.io_lock:
-            self._b._visible_locked()  # eagerly, so the stream starts with what was appended before this call
-        return self._b.iter_events(ids)
-
-    def runs(self) -> list[RunInfo]:
-        return self._b.runs()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        super().__init__(_Backend(self.path, flush_interval, max_batch, synchronous, max_field_chars))
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"

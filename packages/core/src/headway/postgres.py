@@ -10,11 +10,9 @@ import logging
 import os
 import threading
 import time
-import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 try:
     import psycopg
@@ -44,8 +42,8 @@ from ._store import (
     DEFAULT_MAX_FIELD_CHARS,
     RunInfo,
     TraceFormatError,
+    _BatchedStore,
     _Batcher,
-    _close_at_exit,
     _event,
     _Row,
 )
@@ -317,7 +315,7 @@ def _escalation(data: str) -> Escalation:
     return Escalation.from_dict(json.loads(data))
 
 
-class PostgresStore:
+class PostgresStore(_BatchedStore):
     """Traces, escalations and the exactly-once ledger in one PostgreSQL database, safe across threads and
     processes. Needs `pip install "headway[postgres]"`.
 
@@ -342,33 +340,10 @@ class PostgresStore:
             raise ValueError(f"flush_interval must be > 0, got {flush_interval!r}")
         if max_batch < 1 or max_field_chars < 1 or pool_size < 1:
             raise ValueError("max_batch, max_field_chars and pool_size must be at least 1")
-        self._b = _Backend(dsn, flush_interval, max_batch, max_field_chars, pool_size)
-        self._pool = self._b.pool
-        # Holds the backend, not the store: runs when the store is collected or, failing that, at exit.
-        self._finalizer = weakref.finalize(self, _close_at_exit, self._b)
-
-    # ---- TraceStore ---------------------------------------------------------------------------------
-
-    def append(self, event: Event, *, durable: bool = False) -> None:
-        self._b.append(event, durable)
-
-    def flush(self) -> None:
-        self._b.flush()
-
-    def close(self) -> None:
-        self._finalizer.detach()
-        self._b.close()
-
-    def events(self, run_id: str) -> list[Event]:
-        return self._b.events(run_id)
-
-    def iter_events(self, run_ids: Iterable[str] | None = None) -> Iterator[Event]:
-        ids = None if run_ids is None else list(run_ids)
-        self._b.visible()  # eagerly, so the stream starts with what was appended before this call
-        return self._b.iter_events(ids)
-
-    def runs(self) -> list[RunInfo]:
-        return self._b.runs()
+        backend = _Backend(dsn, flush_interval, max_batch, max_field_chars, pool_size)
+        super().__init__(backend)
+        self._pg = backend  # typed as the PostgreSQL backend: reads of escalations borrow its pool
+        self._pool = backend.pool
 
     # ---- EscalationStore ----------------------------------------------------------------------------
 
@@ -386,14 +361,14 @@ class PostgresStore:
         return _escalation(row[0])
 
     def get(self, escalation_id: str) -> Escalation | None:
-        rows = self._b.fetch("SELECT data FROM headway_escalations WHERE id = %s", (escalation_id,))
+        rows = self._pg.fetch("SELECT data FROM headway_escalations WHERE id = %s", (escalation_id,))
         return _escalation(rows[0][0]) if rows else None
 
     def list(
         self, *, status: Status | None = None, run_id: str | None = None, limit: int = 100
     ) -> builtins.list[Escalation]:
         where, params = filters(status, run_id, "%s")
-        rows = self._b.fetch(
+        rows = self._pg.fetch(
             f"SELECT data FROM headway_escalations {where} ORDER BY created_at DESC, id LIMIT %s",
             (*params, max(0, limit)),
         )
@@ -444,7 +419,7 @@ class PostgresStore:
             )
 
     def deliveries(self, escalation_id: str) -> builtins.list[Delivery]:
-        rows = self._b.fetch(
+        rows = self._pg.fetch(
             "SELECT escalation_id, target, attempt, ok, detail, at FROM headway_deliveries "
             "WHERE escalation_id = %s ORDER BY at, attempt",
             (escalation_id,),
@@ -485,18 +460,10 @@ class PostgresStore:
             )
 
     def ledger(self, run_id: str, call_id: str) -> LedgerEntry | None:
-        rows = self._b.fetch(_LEDGER, (run_id, call_id))
+        rows = self._pg.fetch(_LEDGER, (run_id, call_id))
         return _entry(run_id, call_id, rows[0]) if rows else None
 
     # ---- both ---------------------------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        return f"PostgresStore({self._b.display!r})"
+        return f"PostgresStore({self._pg.display!r})"
