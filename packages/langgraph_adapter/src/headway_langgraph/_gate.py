@@ -11,8 +11,9 @@ import asyncio
 import json
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, TypeAlias, cast
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -483,66 +484,79 @@ class ToolGate:
             raise GraphRunStopped(d, run.run_id)
         return with_verdict(out, d, cid)
 
+    def _start(
+        self, run: Run, d: Decision, cid: str, tool: str
+    ) -> tuple[ToolOutput | None, Future[ToolOutput] | None, bool]:
+        """Everything before a call runs: (answer, future, owner). An answer is returned as it is (the
+        call does not run here, or already ran); otherwise the caller runs the call when `owner`, or
+        waits on the future of the task that does."""
+        settled = self._settled(run, d, cid, tool)
+        if settled is not None:
+            return settled, None, False
+        fut, owner, replay = self._claim(run, cid)
+        if replay is not None or not owner:
+            return replay, fut, False
+        with self._owning(run, cid, fut, done=False):
+            held = self._held(run, cid, tool)
+        if held is not None:
+            fut.set_result(held)
+            self._release(run, cid)
+            return held, None, False
+        return None, fut, True
+
+    @contextmanager
+    def _owning(self, run: Run, cid: str, fut: Future[ToolOutput], *, done: bool = True) -> Iterator[None]:
+        """The owner's side of the exactly-once slot: a failure reaches the tasks waiting on `fut`, and
+        the slot is freed when the block fails, or when it ends if `done`."""
+        try:
+            yield
+        except BaseException as e:
+            fut.set_exception(e)
+            self._release(run, cid)
+            raise
+        if done:
+            self._release(run, cid)
+
+    @staticmethod
+    @contextmanager
+    def _tool_failures(run: Run, cid: str) -> Iterator[None]:
+        """An exception from the tool itself is the call's failed result (an interrupt is not)."""
+        try:
+            yield
+        except GraphBubbleUp:
+            raise  # an interrupt inside the tool: it runs again on resume, nothing to record
+        except Exception as e:
+            run.tool_result(cid, error=f"{type(e).__name__}: {e}")
+            raise
+
     def _act(
         self, run: Run, request: ToolCallRequest, execute: Execute, d: Decision, cid: str, tool: str
     ) -> ToolOutput:
-        settled = self._settled(run, d, cid, tool)
-        if settled is not None:
-            return settled
-        fut, owner, replay = self._claim(run, cid)
-        if replay is not None:
-            return replay
+        answer, fut, owner = self._start(run, d, cid, tool)
+        if answer is not None:
+            return answer
+        assert fut is not None
         if not owner:
             return fut.result()
-        try:
-            held = self._held(run, cid, tool)
-            if held is not None:
-                fut.set_result(held)
-                return held
-            try:
+        with self._owning(run, cid, fut):
+            with self._tool_failures(run, cid):
                 out = execute(self._request_for(run, request, cid))
-            except GraphBubbleUp:
-                raise  # an interrupt inside the tool: it runs again on resume, nothing to record
-            except Exception as e:
-                run.tool_result(cid, error=f"{type(e).__name__}: {e}")
-                raise
             out = self._record(run, out, cid)
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-        finally:
-            self._release(run, cid)
         fut.set_result(out)
         return out
 
     async def _aact(
         self, run: Run, request: ToolCallRequest, execute: AExecute, d: Decision, cid: str, tool: str
     ) -> ToolOutput:
-        settled = self._settled(run, d, cid, tool)
-        if settled is not None:
-            return settled
-        fut, owner, replay = self._claim(run, cid)
-        if replay is not None:
-            return replay
+        answer, fut, owner = self._start(run, d, cid, tool)
+        if answer is not None:
+            return answer
+        assert fut is not None
         if not owner:
             return await asyncio.wrap_future(fut)
-        try:
-            held = self._held(run, cid, tool)
-            if held is not None:
-                fut.set_result(held)
-                return held
-            try:
+        with self._owning(run, cid, fut):
+            with self._tool_failures(run, cid):
                 out = await execute(self._request_for(run, request, cid))
-            except GraphBubbleUp:
-                raise
-            except Exception as e:
-                run.tool_result(cid, error=f"{type(e).__name__}: {e}")
-                raise
             out = self._record(run, out, cid)
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-        finally:
-            self._release(run, cid)
         fut.set_result(out)
         return out
