@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._escalations import Escalation, EscalationStore, MemoryEscalations, SQLiteEscalations
 from ._policy import Policy
 from ._run import Run
-from ._store import MemoryStore, SQLiteStore, TraceStore
+from ._store import MemoryStore, SQLiteStore, TraceStore, is_postgres_url
 from ._types import Decision
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore
         target = str(store)
         if target == ":memory:":
             return MemoryStore()
-        if target.startswith(("postgresql://", "postgres://")) or _KEYWORD_DSN.match(target):
+        if is_postgres_url(target) or _KEYWORD_DSN.match(target):
             from .postgres import PostgresStore  # optional: headway[postgres]
 
             return PostgresStore(target)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import HeadwayError
 from ._guard import DEFAULT_TRACES
+from ._store import is_postgres_url
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from .cli import Stores
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def register(
@@ -90,7 +90,7 @@ def _export(args: argparse.Namespace) -> int:
     provider.add_span_processor(BatchSpanProcessor(counted))
     stores: Stores | None = None
     try:
-        if target.startswith(_POSTGRES_SCHEMES):
+        if is_postgres_url(target):
             from .cli import open_stores
 
             stores = open_stores(target)

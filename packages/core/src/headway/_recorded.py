@@ -11,13 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._errors import HeadwayError
-from ._store import TraceStore
+from ._store import TraceStore, is_postgres_url
 from ._types import Event
 from .traces import open_store, read_jsonl
 
 Source = TraceStore | str | os.PathLike[str]
 
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _SHOWN_IDS = 10
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -68,7 +67,7 @@ def _opened(source: Source) -> Iterator[TraceStore | Path]:
         yield source
         return
     target = os.fspath(source)
-    if target.startswith(_POSTGRES_SCHEMES):
+    if is_postgres_url(target):
         # By name: the PostgreSQL backend is an extra (and imports psycopg).
         try:
             store: TraceStore = importlib.import_module("headway.postgres").PostgresStore(target)

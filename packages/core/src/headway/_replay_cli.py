@@ -14,9 +14,8 @@ from ._errors import HeadwayError
 from ._guard import DEFAULT_TRACES
 from ._policy import Policy
 from ._replay import ReplayResult, Source, iter_replay
+from ._store import is_postgres_url
 from ._sweep import MAX_GRID, _sweep, merged_labels, missing_runs
-
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def register(
@@ -67,7 +66,7 @@ def _open_sources(args: argparse.Namespace, stack: contextlib.ExitStack) -> list
     ]
     out: list[Source] = []
     for target in given:
-        if target.startswith(_POSTGRES_SCHEMES):
+        if is_postgres_url(target):
             from .cli import open_stores
 
             stores = open_stores(target)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import HeadwayError
-from ._store import SCHEMA_VERSION, TraceFormatError, TraceStore
+from ._store import SCHEMA_VERSION, TraceFormatError, TraceStore, is_postgres_url
 from ._types import ACTIONS, KINDS, SEVERITIES, SEVERITY_WEIGHT
 from .traces import _is_jsonl, validate_event
 
@@ -74,7 +74,6 @@ WINDOW = 50_000
 SETTLE = 2_000
 _PAGE = 2_000
 _TICK = 8_192
-_POSTGRES = ("postgresql://", "postgres://")
 _DECIDED = frozenset({"tool_call", "tool_result", "human", "model", "end"})
 _EVENT_TYPES = frozenset({"start", "user", "model", "tool_call", "tool_result", "human", "end", "span"})
 # Keyed by plain str: recorded traces may hold values the Literal types do not know.
@@ -208,7 +207,7 @@ def report(
 
 def _open(source: Source, progress: Progress | None) -> tuple[str, Iterator[_Rec], bool]:
     """A label, the records and whether they come grouped by run (stores) or in any order (JSONL)."""
-    if isinstance(source, str) and source.startswith(_POSTGRES):
+    if isinstance(source, str) and is_postgres_url(source):
         label = _redact_dsn(source)
         return label, _postgres(source, label, progress), True
     if isinstance(source, str | os.PathLike):

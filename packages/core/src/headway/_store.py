@@ -59,6 +59,11 @@ class TraceFormatError(ValueError):
         self.line = line
 
 
+def is_postgres_url(target: str) -> bool:
+    """Whether a store argument names a PostgreSQL database (`postgresql://...`) rather than a file."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
 @dataclass(frozen=True, slots=True)
 class RunInfo:
     """Summary of one recorded run: when it started and ended, how many events, the last event's time.
