@@ -7,11 +7,11 @@ pydantic ValidationError *before* saving it: the same interrupt can be answered 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-HumanAction = Literal["approve", "reject", "edit", "answer"]
+from headway import HumanAction
 
 
 def _complete(

@@ -25,14 +25,12 @@ from agents import (
 )
 from agents.result import RunResultBase
 
-from headway import Decision, Finding, Guard, HeadwayError, Run
+from headway import Decision, Finding, Guard, HeadwayError, HumanAction, Run
+from headway.escalations import HUMAN_ACTIONS
 
 from ._errors import HeadwayStopped
 from ._gate import PAUSING, NeedsApproval, decide
 from ._runs import canonical, explicit_run_id, extras, headway_run
-
-HumanAction = Literal["approve", "reject", "edit", "answer"]
-_ACTIONS = ("approve", "reject", "edit", "answer")
 
 
 @dataclass(frozen=True)
@@ -200,8 +198,8 @@ def resolve(
     the call is decided again with it. Raises HeadwayError, leaving `state` untouched, for a call that
     is not pending, an unknown action, a missing `by`, edit without `args` or answer without `text`.
     """
-    if action not in _ACTIONS:
-        raise HeadwayError(f"action must be one of {_ACTIONS}, got {action!r}")
+    if action not in HUMAN_ACTIONS:
+        raise HeadwayError(f"action must be one of {HUMAN_ACTIONS}, got {action!r}")
     if not isinstance(by, str) or not by.strip():
         raise HeadwayError("`by` must name who decided")
     items = {str(i.call_id): i for i in state.get_interruptions()}
