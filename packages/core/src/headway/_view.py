@@ -7,7 +7,7 @@ check rescans the trajectory.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -478,9 +478,10 @@ class RunView:
             {w for f, v in r.items() if isinstance(v, str) and len(v) <= 200 for w in text_keys(v)}
             for r in records
         ]
+        # A word sets a record apart when no other record has it: it occurs in exactly one record.
+        records_with = Counter(w for ws in words for w in ws)
         for i, record in enumerate(records):
-            others: set[str] = set().union(*(w for j, w in enumerate(words) if j != i))
-            mine = frozenset(w for w in words[i] - others if len(w) >= 3 and w.isalpha())
+            mine = frozenset(w for w in words[i] if records_with[w] == 1 and len(w) >= 3 and w.isalpha())
             for f, fv in record.items():
                 if isinstance(f, str) and f.casefold() in by_field and (k := norm(fv)) is not None:
                     self._distinct[(f.casefold(), k)] = mine
