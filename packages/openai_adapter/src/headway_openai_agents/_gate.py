@@ -22,7 +22,7 @@ from agents import (
     ToolOutputGuardrailData,
 )
 
-from headway import Decision, Guard, Run
+from headway import Decision, Guard, Run, ToolCall
 
 from ._errors import HeadwayStopped
 from ._runs import canonical, extras, parse_args, run_for
@@ -72,6 +72,14 @@ def decide(run: Run, tool: str, raw_args: Any, sdk_call_id: str) -> tuple[str, D
     return cid, run.tool_call(tool, args, cid)
 
 
+def _replayed(call: ToolCall) -> ToolGuardrailFunctionOutput:
+    """A call that already ran: its recorded result goes to the model, and the tool does not run again."""
+    out = f"[headway] error: {call.error}" if call.error is not None else as_text(call.output)
+    return ToolGuardrailFunctionOutput.reject_content(
+        out, output_info={"headway": "replayed", "call_id": call.call_id}
+    )
+
+
 class Gate:
     """headway's decisions for the function tools of one guarded agent graph."""
 
@@ -98,10 +106,7 @@ class Gate:
         if prior is not None and prior.done:
             # Exactly once: this call already ran and its result is recorded (a resumed or replayed
             # state): give the model the recorded result instead of running the side effect again.
-            out = f"[headway] error: {prior.error}" if prior.error is not None else as_text(prior.output)
-            return ToolGuardrailFunctionOutput.reject_content(
-                out, output_info={"headway": "replayed", "call_id": cid}
-            )
+            return _replayed(prior)
         # Decided in needs_approval or approved by a person: asking again returns the recorded decision
         # (a dictionary lookup), except for a write a crash left with an unknown outcome, which headway
         # escalates instead of letting it run a second time.
@@ -114,10 +119,7 @@ class Gate:
                 return _ALLOW
             done = run.view.call(cid)
             if start == "done" and done is not None:
-                out = f"[headway] error: {done.error}" if done.error is not None else as_text(done.output)
-                return ToolGuardrailFunctionOutput.reject_content(
-                    out, output_info={"headway": "replayed", "call_id": cid}
-                )
+                return _replayed(done)
             d = run.decision(cid) or d
         if d.action == "allow":
             return _ALLOW
