@@ -35,19 +35,28 @@ def number_key(x: float) -> str | None:
     return repr(float(x))
 
 
+# Keys of recent strings: the same values (statuses, ids, names) come back in result after result, and a
+# lookup costs a tenth of normalising again. Bounded, and simply cleared when full.
+_NORM_MEMO: dict[str, str | None] = {}
+_NORM_MEMO_MAX = 4096
+_MISSING = object()
+
+
 def norm(value: Any) -> str | None:
     """Normalisation key of a scalar, or None when the value cannot be compared (None, NaN, containers)."""
     tp = type(value)
-    if tp is str or isinstance(value, str):
-        s: str = value.strip().casefold()
-        if "  " in s or "\n" in s or "\t" in s or "\r" in s:
-            s = _WS_RE.sub(" ", s)
-        if s and (s[0].isdigit() or s[0] in "-+$€£.") and _NUMBER_RE.match(s):
-            try:
-                return number_key(float(s.lstrip("+$€£ ").replace(",", "").replace("$", "").replace(" ", "")))
-            except ValueError:
-                return s
-        return s or None
+    if tp is str:
+        hit = _NORM_MEMO.get(value, _MISSING)
+        if hit is not _MISSING:
+            return hit  # type: ignore[return-value]
+        key = _norm_str(value)
+        if len(value) <= 200:
+            if len(_NORM_MEMO) >= _NORM_MEMO_MAX:
+                _NORM_MEMO.clear()
+            _NORM_MEMO[value] = key
+        return key
+    if isinstance(value, str):
+        return _norm_str(value)
     if tp is int:
         return str(value)
     if tp is float:
@@ -59,6 +68,18 @@ def norm(value: Any) -> str | None:
     if isinstance(value, float):
         return number_key(value)
     return None
+
+
+def _norm_str(value: str) -> str | None:
+    s = value.strip().casefold()
+    if "  " in s or "\n" in s or "\t" in s or "\r" in s:
+        s = _WS_RE.sub(" ", s)
+    if s and (s[0].isdigit() or s[0] in "-+$€£.") and _NUMBER_RE.match(s):
+        try:
+            return number_key(float(s.lstrip("+$€£ ").replace(",", "").replace("$", "").replace(" ", "")))
+        except ValueError:
+            return s
+    return s or None
 
 
 def is_scalar(value: Any) -> bool:
@@ -126,8 +147,16 @@ def mentions(text: str, value_key: str) -> bool:
     if not value_key:
         return False
     if value_key in text:
-        return re.search(r"(?<![\w])" + re.escape(value_key) + r"(?![\w])", text) is not None
+        pattern = _MENTION_RE.get(value_key)
+        if pattern is None:
+            if len(_MENTION_RE) >= 2048:  # bounded: values come from tool outputs
+                _MENTION_RE.clear()
+            pattern = _MENTION_RE[value_key] = re.compile(r"(?<![\w])" + re.escape(value_key) + r"(?![\w])")
+        return pattern.search(text) is not None
     return False
+
+
+_MENTION_RE: dict[str, re.Pattern[str]] = {}
 
 
 def norm_text(text: str) -> str:

@@ -13,6 +13,7 @@ import json.encoder
 import logging
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -24,6 +25,8 @@ from decimal import Decimal
 from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, cast, runtime_checkable
+
+from pydantic_core import to_json as _to_json
 
 from ._normalize import safe_repr
 from ._types import Event, EventType
@@ -139,7 +142,7 @@ def _default(o: Any) -> Any:
     return safe_repr(o)
 
 
-def _make_fast_encoder() -> Callable[[object], str]:
+def _make_ascii_encoder() -> Callable[[object], str]:
     # json.dumps builds a new encoder per call; building the C one once saves ~0.5 µs per event.
     # markers=None (no cycle bookkeeping) also makes it stateless, so threads can share it: a cycle
     # then ends in RecursionError and takes the slow path, which names it.
@@ -154,13 +157,28 @@ def _make_fast_encoder() -> Callable[[object], str]:
     return encode
 
 
-_fast_encode = _make_fast_encoder()
+# The slow path's encoder: ASCII output keeps lone surrogates (which UTF-8 cannot hold) as escapes.
+_ascii_encode = _make_ascii_encoder()
+
+# Python refuses to parse integers of more than 4300 digits (sys.int_max_str_digits): a trace holding one
+# could not be read back, so such text goes the slow way, which writes those integers as strings.
+_LONG_DIGITS = re.compile(rb"\d{4300}")
+
+
+def _fast_encode(data: object) -> str:
+    """pydantic-core's serialiser (Rust, already a dependency): about 3x faster than the C json encoder
+    on event data, which matters because every event is encoded on the agent's path. Anything it refuses
+    (cycles, depth, surrogates, odd keys) raises and takes the slow path."""
+    raw = _to_json(data, inf_nan_mode="strings", fallback=_default)
+    if len(raw) > 4300 and _LONG_DIGITS.search(raw):
+        raise ValueError("an integer too long to read back")
+    return raw.decode()
 
 
 def encode_data(data: object, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> str:
     """Serialise event data to compact JSON text; never raises, whatever `data` holds.
 
-    Plain JSON goes straight through the C encoder. Only when that fails (NaN, cycles, odd keys, deep
+    Plain data goes straight through the fast encoder. Only when that fails (cycles, odd keys, deep
     nesting) or the text is longer than `max_field_chars` do we walk the structure in Python.
     """
     try:
@@ -174,10 +192,10 @@ def encode_data(data: object, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) ->
 
 def _slow_encode(data: object, limit: int) -> str:
     try:
-        return _fast_encode(_sanitise(data, limit, 0, set()))
+        return _ascii_encode(_sanitise(data, limit, 0, set()))
     except Exception as exc:
         # Only a container mutated by another thread while we walk it gets here; keep a trace of it.
-        return _fast_encode({"<unserialisable>": _clip(safe_repr(data), limit), "error": safe_repr(exc)})
+        return _ascii_encode({"<unserialisable>": _clip(safe_repr(data), limit), "error": safe_repr(exc)})
 
 
 def _clip(s: str, limit: int) -> str:

@@ -11,9 +11,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from ._normalize import (
+    _NORM_MEMO,
     MAX_DEPTH,
     MAX_LEAVES,
     any_match,
@@ -42,6 +44,7 @@ _HEDGE_RE = re.compile(
 )
 
 
+_step = attrgetter("step")
 _MAX_TOOL_BITS = 256  # tools past this many share a bit: matching by glob stays correct, only coarser
 _CLEAN_BITS = int("10" * (_MAX_TOOL_BITS + 1), 2)
 
@@ -117,6 +120,7 @@ class RunView:
         self._dropped_write = -1  # the latest write no longer kept
         # Conversation order of texts: (seq, "user"|"agent", normalised text). Only the tail is consulted.
         self._dialogue: list[tuple[int, str, str]] = []
+        self._confirmation_memo: tuple[int, tuple[str, str] | None] | None = None
         self._user_text = ""
         self._user_keys: set[str] = set()
         self._calls: list[ToolCall] = []
@@ -244,6 +248,16 @@ class RunView:
         return best
 
     def confirmation(self) -> tuple[str, str] | None:
+        # Every write's `confirmed` check asks; the answer changes only when the dialogue does.
+        key = self._dialogue[-1][0] if self._dialogue else -1
+        memo = self._confirmation_memo
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        found = self._confirmation()
+        self._confirmation_memo = (key, found)
+        return found
+
+    def _confirmation(self) -> tuple[str, str] | None:
         """(proposal, answer) when the user's latest message is an explicit yes to the agent's proposal.
 
         The proposal is the agent's last text before that answer; a question the agent asked after it
@@ -398,27 +412,40 @@ class RunView:
         stack: list[tuple[Any, int]],
         depth: int,
     ) -> None:
+        # The hottest loop of a result: one pass per field, exact type tests before isinstance, names
+        # bound locally. Scalars are indexed; containers go on the caller's stack.
         primary: tuple[str, str] | None = None
         fields: list[tuple[str, str | None, Any]] = []
-        for i, (key, value) in enumerate(d.items()):
-            if i >= MAX_LEAVES:
+        add = keys.add
+        entities = self._entities
+        n = 0
+        for key, value in d.items():
+            n += 1
+            if n > MAX_LEAVES:
                 break
-            if not isinstance(key, str):
+            if type(key) is not str:
                 key = str(key)
             if key[-1:].isdigit():
-                keys.add(key.casefold())  # keys like "credit_card_123" name things a call may use
+                add(key.casefold())  # keys like "credit_card_123" name things a call may use
             tv = type(value)
-            if tv is not str and tv is not int and tv is not float and not is_scalar(value):
+            if tv is str:
+                k = _NORM_MEMO.get(value) or norm(value)  # inline memo hit: most values repeat
+                if k is not None:
+                    add(k)
+                    if " " in k and len(k) <= 200:
+                        keys |= text_keys(value)
+            elif tv is int or tv is float or is_scalar(value):
+                k = self._add_key(keys, value)
+            else:
                 if depth < MAX_DEPTH and isinstance(value, Mapping | list | tuple):
                     stack.append((value, depth + 1))
                 if tv is list and len(value) >= 2:
                     self._index_candidates(call, key, value)
                 continue
-            k = self._add_key(keys, value)
             fields.append((key, k, value))
             if k is not None and is_id_key(key):
                 ent = (key, k)
-                self._entities[ent][call.tool] = (call.step, call.tool, d)
+                entities[ent][call.tool] = (call.step, call.tool, d)
                 if primary is None:
                     primary = ent
         if primary is None or not call.succeeded:
@@ -525,6 +552,10 @@ class RunView:
         first_field, first_key = items[0]
         assert first_key is not None
         pats = tuple(tools)
+        if len(pats) == 1 and len(items) == 1 and not any(ch in pats[0] for ch in "*?["):
+            # One tool by name and one value (what requires_prior and owned ask at every write): the
+            # index answers alone. (Sorted: an approved call is indexed when approved, not at its step.)
+            return sorted(self._by_arg.get((pats[0], first_field, first_key), ()), key=_step)
         out: list[ToolCall] = []
         for tool in self._by_tool:
             if any_match(pats, tool):
@@ -533,4 +564,4 @@ class RunView:
                     for c in self._by_arg.get((tool, first_field, first_key), ())
                     if all(norm(c.args.get(f)) == k for f, k in items)
                 )
-        return sorted(out, key=lambda c: c.step)
+        return sorted(out, key=_step)
