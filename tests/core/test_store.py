@@ -270,6 +270,15 @@ def test_nan_inf_keys_cycles_depth_and_long_strings() -> None:
     assert "deeper" in node
 
 
+def test_fast_path_keeps_the_slow_paths_answers_for_plain_data() -> None:
+    # Each on its own, so the fast encoder (not a cycle elsewhere) meets it.
+    assert stored({"x": math.nan, "y": -math.inf}) == {"x": "NaN", "y": "-Infinity"}
+    assert stored({"big": 10**5000}) == {"big": "<int of 16610 bits>"}  # readable back, not a parse error
+    assert stored({"n": 10**40}) == {"n": 10**40}
+    assert stored({"s": "user\ud800"}) == {"s": "user\ud800"}  # UTF-8 cannot hold it; JSON escapes can
+    assert stored({"é": "ü\u2028", "nul": "\x00"}) == {"é": "ü\u2028", "nul": "\x00"}
+
+
 def test_long_strings_are_truncated_in_sqlite_too(db: Path) -> None:
     with SQLiteStore(db, max_field_chars=100) as store:
         store.append(ev("r", 0, out="y" * 10_000, small="ok"), durable=True)

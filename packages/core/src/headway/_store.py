@@ -168,7 +168,8 @@ _LONG_DIGITS = re.compile(rb"\d{4300}")
 def _fast_encode(data: object) -> str:
     """pydantic-core's serialiser (Rust, already a dependency): about 3x faster than the C json encoder
     on event data, which matters because every event is encoded on the agent's path. Anything it refuses
-    (cycles, depth, surrogates, odd keys) raises and takes the slow path."""
+    (cycles, depth, surrogates, odd keys) raises and takes the slow path. Sets keep their iteration
+    order here (only the slow path sorts them); tool payloads are JSON-shaped and rarely hold one."""
     raw = _to_json(data, inf_nan_mode="strings", fallback=_default)
     if len(raw) > 4300 and _LONG_DIGITS.search(raw):
         raise ValueError("an integer too long to read back")
