@@ -880,3 +880,30 @@ def test_a_write_to_one_order_does_not_excuse_a_contradiction_about_another() ->
     run.tool_call("get_order", {"order_id": "A1", "again": True}, call_id="g3")
     d = run.tool_result("g3", output={"order_id": "A1", "status": "cancelled"})
     assert "consistent_with_observations" not in [f.check for f in d.findings]  # its own write explains it
+
+
+def test_a_write_that_names_nothing_may_have_changed_anything() -> None:
+    # `sync_orders()` names no entity and no words: its reach is unknown, so a changed status after it is
+    # not a contradiction. A write that names something else (an email to someone) still does not excuse it.
+    policy = Policy(
+        tools=[
+            Tool("get_order", risk="read"),
+            Tool("sync_orders", risk="write"),
+            Tool("send_email", risk="write"),
+        ],
+        detect_ambiguity=False,
+    )
+    run = Guard(policy, store=":memory:").start_run("reach")
+    run.user("how is A1?")
+    run.tool_call("get_order", {"order_id": "A1"}, call_id="g1")
+    run.tool_result("g1", output={"order_id": "A1", "status": "pending"})
+    run.tool_call("sync_orders", {}, call_id="s1")
+    run.tool_result("s1", output="ok")
+    run.tool_call("get_order", {"order_id": "A1", "fresh": True}, call_id="g2")
+    d = run.tool_result("g2", output={"order_id": "A1", "status": "shipped"})
+    assert "consistent_with_observations" not in [f.check for f in d.findings]
+    run.tool_call("send_email", {"to": "bob@example.com", "body": "weekly digest"}, call_id="e1")
+    run.tool_result("e1", output="sent")
+    run.tool_call("get_order", {"order_id": "A1", "again": True}, call_id="g3")
+    d = run.tool_result("g3", output={"order_id": "A1", "status": "pending"})
+    assert "consistent_with_observations" in [f.check for f in d.findings]

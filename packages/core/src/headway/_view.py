@@ -468,7 +468,8 @@ class RunView:
 
     def _changed_since(self, step: int, entity: tuple[str, str]) -> bool:
         """Whether a write after `step` may have changed this entity: one that named it, one that named
-        entities of another kind only, or one that named none by id but mentions it."""
+        entities of another kind only, one that named none by id but mentions it, or one that names
+        nothing at all (`sync_all()`, `close_stale_tickets()`): its reach is unknown, so assume it."""
         if step < self._dropped_write:
             return True  # a write no longer kept came after it: assume it changed
         field, value = entity[0].casefold(), entity[1]
@@ -478,7 +479,7 @@ class RunView:
             if named:
                 if (field, value) in named or all(f != field for f, _ in named):
                     return True
-            elif value in mentioned:
+            elif not mentioned or value in mentioned:
                 return True
         return False
 
