@@ -316,3 +316,67 @@ def test_an_agent_or_a_tool_saying_approved_changes_nothing(tmp_path: Path) -> N
         esc = guard.escalations.get(eid)
         assert esc is not None
         assert esc.pending
+
+
+def _result_policy() -> Policy:
+    from headway import checks
+
+    return Policy(
+        tools=[
+            Tool(
+                "refund",
+                risk="irreversible",
+                after=[checks.no_error_payload(), checks.consistent_with_args("amount")],
+            )
+        ],
+        detect_ambiguity=False,
+        redact=["card"],
+    )
+
+
+def test_a_write_whose_result_needs_review_gets_a_record_a_person_can_see(tmp_path: Path) -> None:
+    # The refund ran, but its result says another amount: the agent is told not to rely on it, and a
+    # person must look. Without a record nobody would (the inbox and the CLI list records).
+    with Guard(_result_policy(), store=tmp_path / "traces.db") as guard:
+        run = guard.start_run("r1")
+        run.user("refund 40")
+        assert run.tool_call("refund", {"amount": 40, "card": "4111-1111"}, call_id="c1").action == "allow"
+        d = run.tool_result("c1", output={"amount": 400, "status": "ok", "card": "4111-1111"})
+        assert (d.action, d.stage) == ("escalate", "result")
+        assert d.escalation_id is not None
+        esc = guard.escalations.get(d.escalation_id)
+        assert esc is not None
+        assert esc.pending
+        assert (esc.call_id, esc.tool, esc.kind, esc.metadata["stage"]) == (
+            "c1",
+            "refund",
+            "escalate",
+            "result",
+        )
+        assert '"amount":400' in esc.metadata["output"]
+        assert "4111" not in str(esc)
+        assert esc.args["card"] == "[redacted]"
+        assert run.escalation("c1") == esc
+        assert (
+            run.tool_result("c1", output={"amount": 400}) == d
+        )  # re-delivered: the same decision, one record
+        assert [e.id for e in guard.escalations.list()] == [d.escalation_id]
+
+
+def test_a_result_record_lost_in_a_crash_is_filed_again_on_restore(tmp_path: Path) -> None:
+    with Guard(_result_policy(), store=tmp_path / "traces.db") as guard:
+        run = guard.start_run("r1")
+        run.tool_call("refund", {"amount": 40}, call_id="c1")
+        d = run.tool_result("c1", output={"amount": 400})
+        assert d.escalation_id is not None
+    # The process died between the durable result event and the record: drop the record.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "traces.db") as conn:
+        conn.execute("DELETE FROM escalations")
+    with Guard(_result_policy(), store=tmp_path / "traces.db") as guard:
+        run = guard.start_run("r1")
+        esc = guard.escalations.get(d.escalation_id)
+        assert esc is not None
+        assert esc.metadata["stage"] == "result"
+        assert run.decision("c1") == d

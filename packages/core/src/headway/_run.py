@@ -33,6 +33,7 @@ from ._normalize import any_match, as_patterns, canonical, leaves, norm, parse_p
 from ._policy import RISK_WEIGHT, Thresholds, _Resolved
 from ._progress import Progress, Tracker
 from ._redact import REDACTED, Redactor, cleaner, scrub
+from ._store import encode_data
 from ._types import (
     ACTION_RANK,
     SEVERITY_WEIGHT,
@@ -460,6 +461,8 @@ class Run:
                 decision = self._internal_error(resolved, call, e)
                 milestones = []
             self._finish_result(call, decision)
+            if decision.action in ("escalate", "clarify"):
+                decision = self._numbered(call, decision)  # a write's doubtful result: a person reviews it
             self._results[call.call_id] = decision
             if call.call_id in self._begun:
                 self._begun.discard(call.call_id)
@@ -478,6 +481,7 @@ class Run:
             # and at run end). A crash before that leaves the call "allowed, no result": an unknown
             # outcome that resumption must escalate, not re-run.
             self._write(seq, "tool_result", data, durable=decision.action != "allow")
+            self._file(call, decision)  # after the durable event, as for calls
             return decision
 
     def resolve(
@@ -1038,6 +1042,11 @@ class Run:
             return
         removed: list[str] = []
         args = dict(self._redactor.apply(call.args, removed))
+        metadata: dict[str, Any] = {"unknown_outcome": True} if unknown else {}
+        if decision.stage == "result":
+            # The call already ran: the person reviews what it returned, so the record shows it.
+            output = self._redactor.apply(call.output, removed)
+            metadata.update(stage="result", output=encode_data(output, 500)[:4000], error=call.error)
         clean = cleaner(removed)
         fresh = Escalation(
             decision.escalation_id,
@@ -1055,7 +1064,7 @@ class Run:
             if removed
             else decision.findings,
             time.time(),
-            metadata={"unknown_outcome": True} if unknown else {},
+            metadata=metadata,
         )
         try:
             stored = self._escalations.create(fresh)
@@ -1190,6 +1199,9 @@ class Run:
         """Rebuild state from recorded events (decisions as recorded, checks not re-run)."""
         self._restore_events(events)
         for call in list(self.view.calls(include_blocked=True)):
+            reviewed = self._results.get(call.call_id)
+            if reviewed is not None and reviewed.escalation_id is not None:
+                self._refile(call, reviewed)  # a result a person must review
             d = self._decided.get(call.call_id)
             if d is not None and d.escalation_id is not None and call.action in ("escalate", "clarify"):
                 self._refile(call, d)
@@ -1228,7 +1240,7 @@ class Run:
         for ev in events:
             d = ev.data
             self._seq = max(self._seq, ev.seq)
-            opened = d.get("decision") if ev.type in ("tool_call", "human") else None
+            opened = d.get("decision") if ev.type in ("tool_call", "human", "tool_result") else None
             if isinstance(opened, Mapping) and opened.get("escalation_id"):
                 cid = str(d.get("call_id"))
                 self._rounds[cid] = self._rounds.get(cid, 0) + 1  # the next record gets the next id
