@@ -17,10 +17,11 @@ from headway.checks import Check
 
 _URL_RE = re.compile(r"(?:https?://|www\.)[^\s'\"<>()\[\]{}]+", re.IGNORECASE)
 
-# The checks that refuse a write for reaching someone or somewhere the user's records do not show; after
-# one of them fired, the rest of the run is supervised (`supervised_after_refusal`).
+# The checks that refuse a write for reaching someone or somewhere the user's records do not show, or for
+# carrying what a stranger wrote; after one of them fired, the rest of the run is supervised
+# (`supervised_after_refusal`).
 TARGET_CHECKS = frozenset(
-    {"known_address", "known_payee", "grounded", "links_from_trusted", "no_secrets_out"}
+    {"known_address", "known_payee", "grounded", "links_from_trusted", "no_secrets_out", "not_copied"}
 )
 
 
@@ -273,8 +274,8 @@ TRAVEL_SECRETS = ("ID Number", "Passport Number", "Credit Card Number", "Bank Ac
 
 def travel() -> Policy:
     """Search freely; book only a place the user named; mail only addresses the user gave (or the user's
-    own); calendar reminders only on a day the user named; the user's passport, ID, card and account
-    numbers never go out."""
+    own); calendar reminders only on a day the user named; nothing written from reviews, which anyone can
+    post; the user's passport, ID, card and account numbers never go out."""
     address = known(
         "recipients",
         "cc",
@@ -288,6 +289,11 @@ def travel() -> Policy:
         "subject", "body", "description", "title", source="get_user_information", fields=TRAVEL_SECRETS
     )
     links = links_from_trusted("body", "subject", "description")
+    # Reviews are the one text here that strangers write: a title, note or mail of the user's does not
+    # repeat one, word for word.
+    reviews = checks.not_copied(
+        "title", "description", "location", "subject", "body", untrusted="get_rating_reviews_*"
+    )
     return Policy(
         name="agentdojo-travel",
         tools=[
@@ -302,7 +308,9 @@ def travel() -> Policy:
                 "reserve_car_rental", risk="irreversible", before=[checks.grounded("company", sources="user")]
             ),
             Tool(
-                "send_email", risk="irreversible", before=[address, secrets, links, supervised_after_refusal]
+                "send_email",
+                risk="irreversible",
+                before=[address, secrets, links, reviews, supervised_after_refusal],
             ),
             Tool(
                 "create_calendar_event",
@@ -311,6 +319,7 @@ def travel() -> Policy:
                     address,
                     secrets,
                     links,
+                    reviews,
                     day_from_user("start_time", "end_time"),
                     supervised_after_refusal,
                 ],

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, overload
 
-from ._normalize import as_patterns, dicts, is_id_key, leaves, mentions, norm
+from ._normalize import any_match, as_patterns, dicts, is_id_key, leaves, mentions, norm
 from ._policy import Check, CheckResult
 from ._types import KINDS, SEVERITIES, Action, Finding, Kind, Severity
 from ._view import RunView, ToolCall
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate",
     "grounded",
     "no_error_payload",
+    "not_copied",
     "not_empty",
     "not_truncated",
     "observed",
@@ -889,6 +890,99 @@ def all_of(*parts: Check) -> Check:
     return _AllOf(parts)
 
 
+# ---- text from third parties ---------------------------------------------------------------------
+
+_WORD_RE = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD_RE.findall(text.casefold())
+
+
+def _runs(words: list[str], n: int) -> Iterable[tuple[str, ...]]:
+    return (tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+class _NotCopied(_Check):
+    def __init__(self, args: Sequence[str], untrusted: Sources, min_words: int, severity: Severity) -> None:
+        super().__init__("not_copied", "policy_violation", severity)
+        self.args = tuple(args)
+        self.untrusted = as_patterns(untrusted)
+        if not self.untrusted:
+            raise ValueError("not_copied needs untrusted=<the tools whose results others write>")
+        if min_words < 2:
+            raise ValueError("not_copied needs min_words >= 2: single words are shared by any two texts")
+        self.n = min_words
+
+    def run(self, call: ToolCall, view: RunView) -> CheckResult:
+        # The argument's word runs, each with where it starts: (arg name, words, start index).
+        mine: dict[tuple[str, ...], list[tuple[str, list[str], int]]] = {}
+        for name in self.args or tuple(call.args):
+            for _, leaf in leaves(call.args.get(name)):
+                if isinstance(leaf, str):
+                    w = _words(leaf)
+                    for i, r in enumerate(_runs(w, self.n)):
+                        mine.setdefault(r, []).append((name, w, i))
+        if not mine:
+            return None
+        copied: dict[tuple[str, ...], ToolCall] = {}
+        for c in view.calls(self.untrusted):
+            # A flagged result was still read by the model: what it says can be copied all the same.
+            if c.done and c.error is None:
+                for _, leaf in leaves(c.output):
+                    if isinstance(leaf, str):
+                        for r in _runs(_words(leaf), self.n):
+                            if r in mine:
+                                copied.setdefault(r, c)
+        if not copied:
+            return None
+        # A passage the user wrote, or that a tool outside `untrusted` also returned (an address in a
+        # listing that a review repeats), is not the third party's alone.
+        vouching = list(view.user_messages)
+        vouching += [
+            leaf
+            for c in view.calls()
+            if c.succeeded and not any_match(self.untrusted, c.tool)
+            for _, leaf in leaves(c.output)
+            if isinstance(leaf, str)
+        ]
+        for text in vouching:
+            for r in _runs(_words(text), self.n):
+                copied.pop(r, None)
+                if not copied:
+                    return None
+        # Report the longest stretch of one argument that copied runs cover, in the argument's own words.
+        n = self.n
+
+        def stretch(r: tuple[str, ...], name: str, w: list[str], i: int) -> tuple[int, str, str, ToolCall]:
+            end = i + n
+            while end < len(w) and tuple(w[end - n + 1 : end + 1]) in copied:
+                end += 1
+            return end - i, name, " ".join(w[i:end]), copied[r]
+
+        _, name, passage, src = max((stretch(r, *at) for r in copied for at in mine[r]), key=lambda s: s[0])
+        return self.finding(
+            f"{name} copies {passage!r} from {src.tool} (step {src.step}), text a third party wrote; take "
+            f"{call.tool}'s {name} from the user's request, or ask the user whether they want that text",
+            arg=name,
+            passage=passage,
+            steps=sorted({c.step for c in copied.values()}),
+        )
+
+
+def not_copied(
+    *args: str, untrusted: str | Sequence[str], min_words: int = 4, severity: Severity = "high"
+) -> Check:
+    """Free text in these arguments does not copy a passage that only `untrusted` tools returned.
+
+    `untrusted`: tools (names or globs) whose results anyone can write: reviews, web pages, a stranger's
+    email. A passage is `min_words` or more words in the same order (case and punctuation aside); shorter
+    runs are names and stock phrases. The user's words, and results of tools outside `untrusted`, vouch
+    for a passage. With no argument names, every argument is checked.
+    """
+    return _NotCopied(args, untrusted, min_words, severity)
+
+
 # Re-exported for policy files: a name in a file maps to one of these factories.
 BUILTINS: Mapping[str, Callable[..., Check]] = {
     "args_schema": args_schema,
@@ -904,6 +998,7 @@ BUILTINS: Mapping[str, Callable[..., Check]] = {
     "no_error_payload": no_error_payload,
     "not_empty": not_empty,
     "not_truncated": not_truncated,
+    "not_copied": not_copied,
     "output_schema": output_schema,
     "consistent_with_args": consistent_with_args,
     "any_of": any_of,
