@@ -171,6 +171,9 @@ def norm_text(text: str) -> str:
 
 def parse_payload(value: Any) -> Any:
     """A tool output as data: JSON text is parsed, models are dumped, anything else is kept or stringified."""
+    tp = type(value)
+    if tp is dict or tp is list:
+        return value  # the common case, before isinstance on ABCs (the slowest test here)
     if isinstance(value, str):
         s = value.lstrip()
         if s[:1] in ("{", "["):

@@ -71,9 +71,9 @@ def _coerce_args(raw: Any) -> tuple[dict[str, Any], list[Finding]]:
     """Arguments as a dict with string keys; anything else becomes an `invalid_args` finding."""
     if raw is None:
         return {}, []
+    if type(raw) is dict and all(type(k) is str for k in raw):
+        return dict(raw), []  # a copy: a framework may reuse or mutate its dict after the call
     if isinstance(raw, Mapping):
-        if type(raw) is dict and all(type(k) is str for k in raw):
-            return dict(raw), []  # a copy: a framework may reuse or mutate its dict after the call
         return ({k if isinstance(k, str) else str(k): v for k, v in raw.items()}, [])
     if isinstance(raw, str | bytes):
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -368,7 +368,11 @@ class Run:
             resolved = self.policy.resolve(tool)
             seq = self._next_seq()
             call = ToolCall(
-                tool, parsed, cid or f"call-{seq}", seq, raw_args=None if isinstance(args, Mapping) else args
+                tool,
+                parsed,
+                cid or f"call-{seq}",
+                seq,
+                raw_args=None if type(args) is dict or isinstance(args, Mapping) else args,
             )
             sig = tool + "\x00" + canonical(parsed)
             try:
@@ -452,7 +456,9 @@ class Run:
                 nothing_new = self._tracker.nothing_new(sig, out_hash) if err is None else None
                 if nothing_new is not None:
                     after.append(nothing_new)
-                conflicts, milestones = self._apply_result(call, parsed, err, tuple(after), out_hash=out_hash)
+                conflicts, milestones = self._apply_result(
+                    call, parsed, err, tuple(after), out_hash=out_hash, resolved=resolved
+                )
                 findings = after + conflicts
                 decision = self._gate(
                     findings, resolved, tool=call.tool, call_id=call.call_id, stage="result"
@@ -885,13 +891,15 @@ class Run:
         milestones: Sequence[str] | None = None,
         *,
         out_hash: int | None = None,
+        resolved: _Resolved | None = None,
     ) -> tuple[list[Finding], list[str]]:
         """Index a result; returns findings for conflicts it revealed, and the milestones it reached."""
         call.output, call.error, call.done = output, error, True
-        call.flagged = any(
+        call.flagged = bool(after) and any(
             f.kind == "silent_tool_error" and f.severity != "note" and f.check != CONFLICT for f in after
         )
-        resolved = self.policy.resolve(call.tool)
+        if resolved is None:
+            resolved = self.policy.resolve(call.tool)
         found = self.view._add_result(call, read=resolved.risk == "read")
         conflicts = [
             Finding(

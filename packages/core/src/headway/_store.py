@@ -516,6 +516,10 @@ class _Batcher:
         self.written = 0  # the latest batch written (under io_lock): every row appended before it is in
         self.closed = False
         self.thread: threading.Thread | None = None
+        # The flusher waits without a deadline (empty buffer): only then does an append need to wake it.
+        # Waking it for every first row costs the agent's thread a GIL handoff in the middle of its
+        # next commit; a flusher already waiting on a deadline picks the new row up when it wakes.
+        self.idle = False
 
     def _write(self, batch: list[_Row]) -> None:
         raise NotImplementedError
@@ -547,7 +551,8 @@ class _Batcher:
                 self.first_at = time.monotonic()
                 if self.thread is None:
                     self._start_thread()
-                self.cond.notify()
+                elif self.idle and not durable:  # a durable row is written below, by this thread
+                    self.cond.notify()
         if durable:
             with self.io_lock:
                 if self.written < batch:
@@ -605,7 +610,9 @@ class _Batcher:
                     if self.closed:
                         return
                     if not self.buf:
+                        self.idle = True
                         self.cond.wait()
+                        self.idle = False
                         continue
                     delay = self.first_at + self.interval - time.monotonic()
                     if delay <= 0:

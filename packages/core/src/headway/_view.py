@@ -528,19 +528,18 @@ class RunView:
     def _latest_entity(
         self, pats: tuple[str, ...], match: Mapping[str, Any]
     ) -> tuple[int, str, Mapping[str, Any]] | None:
-        items = list(match.items())
+        want = [(f, norm(v)) for f, v in match.items()]
         best: tuple[int, str, Mapping[str, Any]] | None = None
-        for field_name, value in items:
-            k = norm(value)
+        for field_name, k in want:
             if k is None or (field_name, k) not in self._entities:
                 continue
             for tool, hit in self._entities[(field_name, k)].items():
+                if best is not None and hit[0] <= best[0]:
+                    continue
                 if not any_match(pats, tool):
                     continue
                 entity = hit[2]
-                if all(norm(entity.get(f)) == norm(v) for f, v in items) and (
-                    best is None or hit[0] > best[0]
-                ):
+                if len(want) == 1 or all(norm(entity.get(f)) == fk for f, fk in want):
                     best = hit
             break
         return best

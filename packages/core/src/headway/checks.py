@@ -696,13 +696,17 @@ _ERROR_STATUS = {"error", "failed", "failure", "fail", "exception"}
 
 
 _ERROR_KEYS = ("error", "errors", "exception", "error_message")
+_ERROR_FIELDS = frozenset((*_ERROR_KEYS, "status", "state", "result", "success", "ok", "status_code", "code"))
 
 
 def _error_in(output: Any) -> str | None:
-    if isinstance(output, str):
+    if type(output) is dict:
+        if _ERROR_FIELDS.isdisjoint(output):
+            return None  # most results: no field that could carry an error, one set operation
+    elif isinstance(output, str):
         m = _ERROR_TEXT_RE.search(output[:2000])
         return output[:200] if m else None
-    if not isinstance(output, Mapping):
+    elif not isinstance(output, Mapping):
         return None
     # Only the top-level object speaks for the call: a nested "error" may be data (a past incident).
     d = output
@@ -745,6 +749,8 @@ def no_error_payload(*, severity: Severity = "high") -> Check:
 def _is_empty(output: Any) -> bool:
     if output is None:
         return True
+    if type(output) is dict or type(output) is list:
+        return not output
     if isinstance(output, str):
         return output.strip().casefold() in ("", "null", "none", "[]", "{}", '""')
     if isinstance(output, Mapping | list | tuple):
