@@ -179,8 +179,13 @@ def _records(payload: Any, limit: int = 1000) -> Iterator[Any]:
 
 
 def _output_hash(output: Any) -> int:
-    # repr is C-fast and stable for equal payloads in the same key order, which is what "the same
-    # result again" means for one tool.
+    # "The same result again" for one tool: equal payloads in the same key order. A flat object hashes
+    # its items directly (string hashes are cached, so this is cheaper than repr); anything else, repr.
+    if type(output) is dict:
+        try:
+            return hash(tuple(output.items()))
+        except TypeError:  # a list or dict inside
+            pass
     return hash(output) if isinstance(output, str) else hash(safe_repr(output))
 
 

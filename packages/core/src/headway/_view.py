@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import Any
 
 from ._normalize import (
+    _ID_KEYS,
     _NORM_MEMO,
     MAX_DEPTH,
     MAX_LEAVES,
@@ -443,7 +444,12 @@ class RunView:
                     self._index_candidates(call, key, value)
                 continue
             fields.append((key, k, value))
-            if k is not None and is_id_key(key):
+            if k is None:
+                continue
+            is_id = _ID_KEYS.get(key)  # is_id_key's memo, read inline: one call less per field
+            if is_id is None:
+                is_id = is_id_key(key)
+            if is_id:
                 ent = (key, k)
                 entities[ent][call.tool] = (call.step, call.tool, d)
                 if primary is None:

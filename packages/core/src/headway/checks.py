@@ -321,7 +321,7 @@ class _RequiresPrior(_Check):
 
     def run(self, call: ToolCall, view: RunView) -> CheckResult:
         want = {a: call.args[a] for a in self.same if a in call.args}
-        what = " or ".join(self.tools)
+        what = " or ".join(self.tools) if len(self.tools) > 1 else self.tools[0]
         if self.same and len(want) < len(self.same):
             # No value to match: no earlier call can have had "the same" one, so the precondition is unmet
             # (passing here would let `refund_order(amount=40)` skip the lookup of any order at all).
@@ -341,13 +341,11 @@ class _RequiresPrior(_Check):
                     last = view.last_call(hit[1], succeeded=True)
                     if last is not None:
                         prior = [last]
-            detail = " with " + ", ".join(f"{k}={v!r}" for k, v in want.items())
         else:
             prior = view.calls(self.tools)
-            detail = ""
-        ok = [c for c in prior if c.succeeded]
-        if ok:
+        if any(c.succeeded for c in prior):
             return None
+        detail = " with " + ", ".join(f"{k}={v!r}" for k, v in want.items()) if want else ""
         failed = [c for c in prior if c.failed]
         if failed:
             c = failed[-1]
@@ -394,8 +392,7 @@ class _Confirmed(_Check):
         self.covering = None if covering is None else tuple(covering)
 
     def run(self, call: ToolCall, view: RunView) -> CheckResult:
-        names = list(self.covering) if self.covering is not None else _default_covering(call.args)
-        values = ", ".join(f"{n}={call.args[n]!r}" for n in names if n in call.args)
+        names = self.covering if self.covering is not None else _default_covering(call.args)
         if view.refused():
             return self.finding(
                 f"the user said no; do not run {call.tool}",
@@ -404,9 +401,10 @@ class _Confirmed(_Check):
             )
         conf = view.confirmation()
         if conf is None:
+            values = ", ".join(f"{n}={call.args[n]!r}" for n in names if n in call.args)
             return self.finding(
                 f"{call.tool} needs the user's explicit yes: describe the action ({values}) and wait for confirmation",
-                covering=names,
+                covering=list(names),
             )
         proposal = conf[0]
         missing = [
