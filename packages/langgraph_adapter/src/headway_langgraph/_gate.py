@@ -11,9 +11,9 @@ import asyncio
 import json
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, TypeAlias, cast
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -174,15 +174,41 @@ class _Attempt:
         self.decided = False
         self.decisions: dict[str, Decision] = {}
         self.paused: list[str] = []
-        self.outcome = threading.Event()
+        # The events siblings wait on are made by the first sibling that waits (under `lock`): most
+        # tasks never pause, and a threading.Event costs a Condition on every call's path.
+        self.finished = False
+        self.outcome: threading.Event | None = None
         self.aoutcome: asyncio.Event | None = None
         self.failure: BaseException | None = None
 
     def finish(self, failure: BaseException | None = None) -> None:
-        self.failure = failure
-        self.outcome.set()
-        if self.aoutcome is not None:
-            self.aoutcome.set()
+        with self.lock:
+            self.failure = failure
+            self.finished = True
+            outcome, aoutcome = self.outcome, self.aoutcome
+        if outcome is not None:
+            outcome.set()
+        if aoutcome is not None:
+            aoutcome.set()
+
+    def wait(self) -> None:
+        """Until the sibling that asks the person has finished."""
+        with self.lock:
+            if self.finished:
+                return
+            if self.outcome is None:
+                self.outcome = threading.Event()
+            outcome = self.outcome
+        outcome.wait()
+
+    async def await_(self) -> None:
+        with self.lock:
+            if self.aoutcome is None:
+                self.aoutcome = asyncio.Event()
+                if self.finished:
+                    self.aoutcome.set()
+            aoutcome = self.aoutcome
+        await aoutcome.wait()
 
 
 class _Shared:
@@ -190,7 +216,64 @@ class _Shared:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.inflight: dict[tuple[str, str], Future[ToolOutput]] = {}
+        self.inflight: dict[tuple[str, str], _Slot] = {}
+
+
+class _Slot:
+    """The exactly-once slot of one call executing in this process, held by the task that runs it.
+
+    Tasks that find it wait on `future`, made by the first of them: most calls are never waited on,
+    and a Future costs a Condition. As a `with` block around the owner's work, a failure settles it.
+    (A class rather than @contextmanager: every call passes here, and a generator costs 3x as much.)
+    """
+
+    __slots__ = ("future", "key", "shared")
+
+    def __init__(self, shared: _Shared, key: tuple[str, str]) -> None:
+        self.shared = shared
+        self.key = key
+        self.future: Future[ToolOutput] | None = None  # guarded by shared.lock
+
+    def settle(self, outcome: ToolOutput | BaseException) -> None:
+        """The owner is done: the slot is freed and the tasks waiting on it get `outcome`."""
+        with self.shared.lock:
+            self.shared.inflight.pop(self.key, None)
+            fut = self.future
+        if fut is None:
+            return
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            self.settle(exc)
+
+
+class _ToolFailures:
+    """A `with` block around the tool itself: its exception is the call's failed result (an interrupt
+    is not: the tool runs again on resume, nothing to record)."""
+
+    __slots__ = ("cid", "run")
+
+    def __init__(self, run: Run, cid: str) -> None:
+        self.run = run
+        self.cid = cid
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, GraphBubbleUp):
+            self.run.tool_result(self.cid, error=f"{type(exc).__name__}: {exc}")
 
 
 # In-flight calls must be visible to every gate built over the same Guard (a graph rebuilt per request,
@@ -259,7 +342,8 @@ class ToolGate:
             attempt = self._attempts.get(key)
             if attempt is None:
                 attempt = self._attempts[key] = _Attempt(anchor, shared=info is not None)
-                self._evict()
+                if len(self._attempts) > _MAX_ATTEMPTS:
+                    self._evict()
             attempt.refs += 1
             attempt.entered.add(str(request.tool_call["id"]))
             return attempt
@@ -276,8 +360,6 @@ class ToolGate:
     def _evict(self) -> None:
         """Bounds the attempts kept for siblings that never came (a task that failed before running
         all its calls): the oldest idle ones go first."""
-        if len(self._attempts) <= _MAX_ATTEMPTS:
-            return
         idle = [k for k, a in self._attempts.items() if a.refs == 0]
         for key in idle[: len(self._attempts) - _MAX_ATTEMPTS]:
             del self._attempts[key]
@@ -297,11 +379,12 @@ class ToolGate:
             messages = state
         else:
             messages = getattr(state, self.messages_key, None)
+        own_id = request.tool_call["id"]
         for m in reversed(messages or ()):
             if isinstance(m, AIMessage):
-                calls = list(m.tool_calls)
-                if any(c.get("id") == request.tool_call["id"] for c in calls):
-                    return [cast("Mapping[str, Any]", c) for c in calls]
+                for c in m.tool_calls:
+                    if c.get("id") == own_id:
+                        return cast("list[Mapping[str, Any]]", list(m.tool_calls))
                 break
         return own
 
@@ -389,7 +472,7 @@ class ToolGate:
                 raise
             attempt.finish()
         else:
-            attempt.outcome.wait()
+            attempt.wait()
             self._reraise(attempt)
         return self._current(run, cid)
 
@@ -402,13 +485,7 @@ class ToolGate:
                 raise
             attempt.finish()
         else:
-            with attempt.lock:
-                if attempt.aoutcome is None:
-                    attempt.aoutcome = asyncio.Event()
-                    if attempt.outcome.is_set():
-                        attempt.aoutcome.set()
-                event = attempt.aoutcome
-            await event.wait()
+            await attempt.await_()
             self._reraise(attempt)
         return self._current(run, cid)
 
@@ -432,19 +509,24 @@ class ToolGate:
             return blocked(d, cid, tool)
         return still_waiting(d, cid, tool)
 
-    def _claim(self, run: Run, cid: str) -> tuple[Future[ToolOutput], bool, ToolMessage | None]:
-        """(future, owner, replay): the exactly-once ledger. A call whose result is recorded is replayed;
-        one executing right now (an async sibling left running by an interrupt) is awaited."""
+    def _claim(
+        self, run: Run, cid: str
+    ) -> tuple[_Slot | None, Future[ToolOutput] | None, ToolMessage | None]:
+        """(slot, running, replay): the exactly-once ledger. The caller holds `slot` and runs the call; or
+        a call executing right now (an async sibling left running by an interrupt) is awaited through
+        `running`; or a call whose result is recorded is replayed."""
         key = (run.run_id, cid)
         with self._shared.lock:
-            fut = self._shared.inflight.get(key)
-            if fut is not None:
-                return fut, False, None
+            slot = self._shared.inflight.get(key)
+            if slot is not None:
+                if slot.future is None:
+                    slot.future = Future()
+                return None, slot.future, None
             call = run.view.call(cid)
             if call is not None and call.done:
-                return Future(), False, replayed(call, run.decision(cid))
-            fut = self._shared.inflight[key] = Future()
-            return fut, True, None
+                return None, None, replayed(call, run.decision(cid))
+            slot = self._shared.inflight[key] = _Slot(self._shared, key)
+            return slot, None, None
 
     @staticmethod
     def _held(run: Run, cid: str, tool: str) -> ToolMessage | None:
@@ -458,10 +540,6 @@ class ToolGate:
             return replayed(call, d)
         assert d is not None
         return blocked(d, cid, tool) if d.action in ("block", "stop") else still_waiting(d, cid, tool)
-
-    def _release(self, run: Run, cid: str) -> None:
-        with self._shared.lock:
-            self._shared.inflight.pop((run.run_id, cid), None)
 
     @staticmethod
     def _request_for(run: Run, request: ToolCallRequest, cid: str) -> ToolCallRequest:
@@ -486,77 +564,51 @@ class ToolGate:
 
     def _start(
         self, run: Run, d: Decision, cid: str, tool: str
-    ) -> tuple[ToolOutput | None, Future[ToolOutput] | None, bool]:
-        """Everything before a call runs: (answer, future, owner). An answer is returned as it is (the
-        call does not run here, or already ran); otherwise the caller runs the call when `owner`, or
-        waits on the future of the task that does."""
+    ) -> tuple[ToolOutput | None, _Slot | None, Future[ToolOutput] | None]:
+        """Everything before a call runs: (answer, slot, running). An answer is returned as it is (the
+        call does not run here, or already ran); otherwise the caller runs the call when it holds
+        `slot`, or waits on `running`, the future of the task that does."""
         settled = self._settled(run, d, cid, tool)
         if settled is not None:
-            return settled, None, False
-        fut, owner, replay = self._claim(run, cid)
-        if replay is not None or not owner:
-            return replay, fut, False
-        with self._owning(run, cid, fut, done=False):
+            return settled, None, None
+        slot, running, replay = self._claim(run, cid)
+        if slot is None:
+            return replay, None, running
+        with slot:
             held = self._held(run, cid, tool)
         if held is not None:
-            fut.set_result(held)
-            self._release(run, cid)
-            return held, None, False
-        return None, fut, True
-
-    @contextmanager
-    def _owning(self, run: Run, cid: str, fut: Future[ToolOutput], *, done: bool = True) -> Iterator[None]:
-        """The owner's side of the exactly-once slot: a failure reaches the tasks waiting on `fut`, and
-        the slot is freed when the block fails, or when it ends if `done`."""
-        try:
-            yield
-        except BaseException as e:
-            fut.set_exception(e)
-            self._release(run, cid)
-            raise
-        if done:
-            self._release(run, cid)
-
-    @staticmethod
-    @contextmanager
-    def _tool_failures(run: Run, cid: str) -> Iterator[None]:
-        """An exception from the tool itself is the call's failed result (an interrupt is not)."""
-        try:
-            yield
-        except GraphBubbleUp:
-            raise  # an interrupt inside the tool: it runs again on resume, nothing to record
-        except Exception as e:
-            run.tool_result(cid, error=f"{type(e).__name__}: {e}")
-            raise
+            slot.settle(held)
+            return held, None, None
+        return None, slot, None
 
     def _act(
         self, run: Run, request: ToolCallRequest, execute: Execute, d: Decision, cid: str, tool: str
     ) -> ToolOutput:
-        answer, fut, owner = self._start(run, d, cid, tool)
+        answer, slot, running = self._start(run, d, cid, tool)
         if answer is not None:
             return answer
-        assert fut is not None
-        if not owner:
-            return fut.result()
-        with self._owning(run, cid, fut):
-            with self._tool_failures(run, cid):
+        if running is not None:
+            return running.result()
+        assert slot is not None
+        with slot:
+            with _ToolFailures(run, cid):
                 out = execute(self._request_for(run, request, cid))
             out = self._record(run, out, cid)
-        fut.set_result(out)
+        slot.settle(out)
         return out
 
     async def _aact(
         self, run: Run, request: ToolCallRequest, execute: AExecute, d: Decision, cid: str, tool: str
     ) -> ToolOutput:
-        answer, fut, owner = self._start(run, d, cid, tool)
+        answer, slot, running = self._start(run, d, cid, tool)
         if answer is not None:
             return answer
-        assert fut is not None
-        if not owner:
-            return await asyncio.wrap_future(fut)
-        with self._owning(run, cid, fut):
-            with self._tool_failures(run, cid):
+        if running is not None:
+            return await asyncio.wrap_future(running)
+        assert slot is not None
+        with slot:
+            with _ToolFailures(run, cid):
                 out = await execute(self._request_for(run, request, cid))
             out = self._record(run, out, cid)
-        fut.set_result(out)
+        slot.settle(out)
         return out

@@ -2,7 +2,8 @@
 
 A sync handler run inline (the cheapest kind); it listens to model and tool events only, since chain
 events are the bulk of a graph's callbacks and carry nothing headway needs. Tool callbacks arrive from
-ToolNode worker threads: all state here is per-event dictionaries guarded by the core's run locks.
+ToolNode worker threads: the state here is per-event dictionaries, each touched by single atomic dict
+operations, and the seen user messages, under a lock.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self.guard = guard
         self.stop_on = frozenset(stop_on)
         self.fixed_run_id = run_id
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for `_seen`; the two maps below take single, atomic dict operations
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
         self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
         self._tools: dict[UUID, tuple[str, str, dict[str, Any]]] = {}
@@ -71,22 +72,16 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self._seen: dict[str, set[str]] = {}
 
     # Chain events are most of a graph's callbacks; headway needs none of them. (`ignore_agent` must
-    # stay False: langchain-core dispatches tool events under that flag.)
-    @property
-    def ignore_chain(self) -> bool:
-        return True
-
-    @property
-    def ignore_retriever(self) -> bool:
-        return True
-
-    @property
-    def ignore_retry(self) -> bool:
-        return True
-
-    @property
-    def ignore_custom_event(self) -> bool:
-        return True
+    # stay False: langchain-core dispatches tool events under that flag.) Plain class attributes, not
+    # the base class's properties: langchain-core reads a flag for every event of every handler, about
+    # 30 reads per model-and-tool turn, and an attribute read skips a Python call each time.
+    ignore_chain: bool = True
+    ignore_retriever: bool = True
+    ignore_retry: bool = True
+    ignore_custom_event: bool = True
+    ignore_llm: bool = False
+    ignore_chat_model: bool = False
+    ignore_agent: bool = False
 
     # ---- helpers ----------------------------------------------------------------------------------
 
@@ -99,8 +94,12 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
     @staticmethod
     def _where(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         """Where in the graph an event happened, recorded with it (`langgraph_node`, `langgraph_step`)."""
-        md = metadata or {}
-        return {k: md[k] for k in _WHERE_KEYS if k in md}
+        where: dict[str, Any] = {}
+        if metadata:
+            for k in _WHERE_KEYS:  # a loop, not a comprehension: this runs at every event
+                if k in metadata:
+                    where[k] = metadata[k]
+        return where
 
     def _stop(self, d: Decision, run: Run) -> None:
         if d.action in self.stop_on:
@@ -112,14 +111,15 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         for m in reversed(messages):
             if isinstance(m, AIMessage):
                 break
-            tail.append(m)
+            if isinstance(m, HumanMessage):
+                tail.append(m)
+        if not tail:
+            return []  # the usual prompt after a tool turn: no lock, no lookup
         tail.reverse()
         texts = []
         with self._lock:
             seen = self._seen.setdefault(run.run_id, set())
             for m in tail:
-                if not isinstance(m, HumanMessage):
-                    continue
                 key = m.id or f"text:{_text(m.content)}"
                 if key in seen:
                     continue
@@ -147,14 +147,12 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         where = self._where(metadata)
         for text in self._new_users(run, messages[0] if messages else []):
             run.user(text, meta=where)
-        with self._lock:
-            self._models[run_id] = (rid, where)
+        self._models[run_id] = (rid, where)
 
     def on_llm_end(
         self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        with self._lock:
-            started = self._models.pop(run_id, None)
+        started = self._models.pop(run_id, None)
         if started is None or not response.generations or not response.generations[0]:
             return
         rid, where = started
@@ -171,8 +169,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
     def on_llm_error(
         self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        with self._lock:
-            self._models.pop(run_id, None)
+        self._models.pop(run_id, None)
 
     # ---- tool events ------------------------------------------------------------------------------
 
@@ -191,22 +188,20 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         rid = self._run_id(metadata)
         if rid is None:
             return
-        name = str(kwargs.get("name") or (serialized or {}).get("name") or "<unnamed>")
         cid = str(kwargs.get("tool_call_id") or run_id)
         run = self.guard.start_run(rid)
         where = self._where(metadata)
-        with self._lock:
-            self._tools[run_id] = (rid, cid, where)
+        self._tools[run_id] = (rid, cid, where)
         if run.view.call(cid) is not None:
             return  # decided and enforced already, by the guarded tool node (maybe on edited arguments)
+        name = str(kwargs.get("name") or (serialized or {}).get("name") or "<unnamed>")
         d = run.tool_call(name, inputs if inputs is not None else input_str, cid, meta=where)
         self._stop(d, run)
 
     def on_tool_end(
         self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        with self._lock:
-            where = self._tools.pop(run_id, None)
+        where = self._tools.pop(run_id, None)
         if where is None:
             return
         run = self.guard.start_run(where[0])
@@ -220,8 +215,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
     def on_tool_error(
         self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        with self._lock:
-            where = self._tools.pop(run_id, None)
+        where = self._tools.pop(run_id, None)
         if where is None or isinstance(error, GraphBubbleUp | HeadwayError):
             return  # an interrupt is a pause, not a failure; headway's own stop is not the tool's error
         run = self.guard.start_run(where[0])

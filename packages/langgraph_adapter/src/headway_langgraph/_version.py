@@ -36,9 +36,18 @@ def _within(installed: str, low: str, high: str) -> bool:
     return bool(got) and _release(low) <= got < _release(high)
 
 
+# Checks that passed: (lookup function, requirements). Installed versions do not change while a process
+# runs, and a handler is often built per request, where reading the package metadata costs ~0.5 ms. The
+# lookup function is part of the key so that a replaced `version` (as in tests) is asked again.
+_PASSED: set[tuple[object, tuple[tuple[str, str, str], ...]]] = set()
+
+
 def check_versions(extra: dict[str, tuple[str, str]] | None = None) -> None:
     """Raise IncompatibleVersionError naming the installed and the required version of each framework."""
     wanted = {**REQUIRED, **(extra or {})}
+    key = (version, tuple((dist, low, high) for dist, (low, high) in wanted.items()))
+    if key in _PASSED:
+        return
     problems = []
     for dist, (low, high) in wanted.items():
         try:
@@ -53,3 +62,4 @@ def check_versions(extra: dict[str, tuple[str, str]] | None = None) -> None:
     if problems:
         hint = 'pip install "headway-langgraph[agents]"' if extra else "pip install headway-langgraph"
         raise IncompatibleVersionError("; ".join(problems) + f". Install a supported version ({hint}).")
+    _PASSED.add(key)

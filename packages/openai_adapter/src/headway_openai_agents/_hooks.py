@@ -32,7 +32,10 @@ from ._runs import Extras, extras, parse_args, run_for
 
 
 def _get(item: Any, key: str) -> Any:
-    return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+    # `type is dict` first: input items are nearly always plain dicts, and the Mapping check is an ABC's
+    if type(item) is dict or isinstance(item, Mapping):
+        return item.get(key)
+    return getattr(item, key, None)
 
 
 def _text_of(content: Any) -> str:
@@ -108,18 +111,21 @@ class Observer:
         handoffs = self._handoff_names(agent)
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
-        for item in response.output:
-            if isinstance(item, ResponseOutputMessage):
-                texts.append(_text_of(item.content))
-            elif isinstance(item, ResponseFunctionToolCall) and item.name not in handoffs:
-                calls.append({"name": item.name, "args": parse_args(item.arguments), "id": item.call_id})
-        usage = response.usage
-        tokens = usage.total_tokens if usage is not None else None
         # A response without any function call (tool or handoff) is an answer to the user: its claims are
         # checked against the results, and the decision recorded with the turn.
-        final = not any(isinstance(item, ResponseFunctionToolCall) for item in response.output)
-        text = "\n".join(t for t in texts if t)
-        d = run.model(text, tool_calls=calls, tokens=tokens or None, final=final)
+        final = True
+        for item in response.output:
+            if isinstance(item, ResponseOutputMessage):
+                text = _text_of(item.content)
+                if text:
+                    texts.append(text)
+            elif isinstance(item, ResponseFunctionToolCall):
+                final = False
+                if item.name not in handoffs:
+                    calls.append({"name": item.name, "args": parse_args(item.arguments), "id": item.call_id})
+        usage = response.usage
+        tokens = usage.total_tokens if usage is not None else None
+        d = run.model("\n".join(texts), tool_calls=calls, tokens=tokens or None, final=final)
         if d.action == "stop":
             raise HeadwayStopped(d, run.run_id)
 
