@@ -78,3 +78,40 @@ async def test_parallel_calls_pause_and_resume_once_async(guard: Guard, desk: Su
     assert [i.value["call_id"] for i in out["__interrupt__"]] == ["c4"]
     await agent.ainvoke(Command(resume={"action": "approve", "by": "maria@support"}), cfg)
     assert (desk.count("tickets"), desk.count("refunds")) == (1, 1)
+
+
+def test_an_unsupported_final_answer_goes_back_once_then_is_replaced(guard: Guard, desk: SupportDesk) -> None:
+    # No refund ran, yet the model says it refunded: the user must never read that claim.
+    claim = "I have refunded $40 for order A1."
+    agent = create_agent(
+        ScriptedChatModel(script=[turn(claim), turn(claim)]),
+        desk_tools(desk),
+        middleware=[HeadwayMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+    out = agent.invoke(user(f"{ALICE} my order A1 arrived broken, refund it"), config("t"))
+    msgs = out["messages"]
+    feedback = [m for m in msgs if isinstance(m, HumanMessage) and m.name == "headway"]
+    assert len(feedback) == 1  # sent back once
+    assert "answer the user again" in str(feedback[0].content).casefold()
+    last = msgs[-1]
+    assert isinstance(last, AIMessage)
+    assert last.name == "headway"
+    assert str(last.content).startswith("[headway] the final answer cannot be sent")  # the claim, withheld
+    assert not any(isinstance(m, AIMessage) and m.content == claim for m in msgs)  # replaced, not kept
+    # headway's note is not the user's word: "$40" and "A1" are not grounded by it
+    assert guard.start_run("t").view.user_messages == [f"{ALICE} my order A1 arrived broken, refund it"]
+
+
+def test_a_corrected_final_answer_is_delivered(guard: Guard, desk: SupportDesk) -> None:
+    fixed = "I could not refund order A1 yet: I need to look it up first."
+    agent = create_agent(
+        ScriptedChatModel(script=[turn("I have refunded $40 for order A1."), turn(fixed)]),
+        desk_tools(desk),
+        middleware=[HeadwayMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+    out = agent.invoke(user(f"{ALICE} my order A1 arrived broken, refund it"), config("t"))
+    last = out["messages"][-1]
+    assert isinstance(last, AIMessage)
+    assert last.content == fixed

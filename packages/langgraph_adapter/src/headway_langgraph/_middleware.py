@@ -1,7 +1,8 @@
 """`HeadwayMiddleware`: the same enforcement for `langchain.agents.create_agent` agents.
 
 Tool calls go through the shared gate (`wrap_tool_call`); user messages and model turns are recorded
-from `before_model` / `after_model`; a stop ends the run by jumping to the end from either hook.
+from `before_model` / `after_model`; a stop ends the run by jumping to the end from either hook. A final
+answer that claims what no result backs is sent back to the model once, then replaced.
 """
 
 from __future__ import annotations
@@ -22,9 +23,20 @@ from ._gate import AExecute, Execute, ToolGate, ToolOutput, thread_id
 from ._handler import _text, _tokens
 from ._version import REQUIRED_AGENTS, check_versions
 
+_HEADWAY = "headway"  # the name on messages headway adds to the conversation
+_AGAIN = "[headway] Answer the user again, claiming only what the tool results show."
+
 
 def _stopped(d: Decision) -> AIMessage:
-    return AIMessage(content=d.for_model(), name="headway")
+    return AIMessage(content=d.for_model(), name=_HEADWAY)
+
+
+def _sent_back(messages: Sequence[AnyMessage]) -> bool:
+    """Whether headway already sent a final answer of this turn back to the model."""
+    for m in reversed(messages):
+        if isinstance(m, HumanMessage):
+            return m.name == _HEADWAY
+    return False
 
 
 class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
@@ -32,8 +44,11 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     One headway run per thread id. `block` answers the model, `clarify`/`escalate` pause with
     `interrupt()` (resume with `Command(resume={"action": ..., "by": ...})`), `stop` ends the run with
-    a final message from headway. Use it instead of `HeadwayCallbackHandler`, not with it: both record
-    model turns.
+    a final message from headway. A final answer claiming an outcome no tool result backs ("I have
+    refunded...") is not delivered: it is replaced by headway's reason (a message named "headway")
+    and the model is asked once to answer again; a second such answer, or one a person must review
+    (escalate), stays replaced and the run ends. Use it instead of
+    `HeadwayCallbackHandler`, not with it: both record model turns.
     """
 
     def __init__(self, guard: Guard) -> None:
@@ -82,7 +97,8 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                 break
             tail.append(m)
         for m in reversed(tail):
-            if isinstance(m, HumanMessage) and self._first_time(run, m):
+            # headway's own note on a final answer is not the user's word (nothing it quotes is grounded)
+            if isinstance(m, HumanMessage) and m.name != _HEADWAY and self._first_time(run, m):
                 run.user(_text(m.content))
             if isinstance(m, ToolMessage):
                 # the gate answered a stopped call with a message; the run ends here, before the model
@@ -91,7 +107,7 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                     return {"jump_to": "end", "messages": [_stopped(d)]}
         return None
 
-    @hook_config(can_jump_to=["end"])
+    @hook_config(can_jump_to=["end", "model"])
     def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
         messages: Sequence[AnyMessage] = state["messages"]
         last = messages[-1] if messages else None
@@ -102,6 +118,16 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return None
         calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in last.tool_calls]
         d = run.model(_text(last.content), calls, tokens=_tokens(last), final=not calls)
+        if d.action == "allow":
+            return None
+        if d.action != "stop" and d.stage == "end":
+            # An unsupported claim: the model may correct itself once (a block); then, or at once when
+            # a person must look (escalate), headway's reason replaces the answer (same id: the state's
+            # reducer swaps it), so the user never reads the claim. The trace keeps the original.
+            withheld = AIMessage(d.for_model(), name=_HEADWAY, id=last.id)
+            if d.action == "block" and not _sent_back(messages):
+                return {"jump_to": "model", "messages": [withheld, HumanMessage(_AGAIN, name=_HEADWAY)]}
+            return {"jump_to": "end", "messages": [withheld]}
         if d.action != "stop":
             return None
         # every proposed call gets an answer, so the history stays valid for the next turn
@@ -114,6 +140,6 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     async def abefore_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
         return self.before_model(state, runtime)
 
-    @hook_config(can_jump_to=["end"])
+    @hook_config(can_jump_to=["end", "model"])
     async def aafter_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
         return self.after_model(state, runtime)
