@@ -190,3 +190,23 @@ def test_a_final_answer_claiming_an_outcome_no_result_backs_is_recorded_as_such(
     last = [e for e in guard.store.events("claims") if e.type == "model"][-1]
     assert last.data["decision"]["action"] == "block"
     assert [f["kind"] for f in last.data["decision"]["findings"]] == ["unsupported_claim"]
+
+
+def test_the_handler_forgets_runs_the_guard_let_go() -> None:
+    # A handler lives as long as the app; what it remembers per thread must leave with the run.
+    import gc
+
+    from langchain_core.messages import HumanMessage
+
+    from headway import Guard, Policy
+    from headway_langgraph import HeadwayCallbackHandler
+
+    with Guard(Policy(), store=":memory:") as guard:
+        handler = HeadwayCallbackHandler(guard)
+        for i in range(20):
+            run = guard.start_run(f"t{i}")
+            handler._new_users(run, [HumanMessage("hi", id=f"m{i}")])
+            guard.end_run(f"t{i}", "bye")
+        del run
+        gc.collect()
+        assert len(handler._seen) == 0

@@ -9,6 +9,7 @@ operations, and the seen user messages, under a lock.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -68,8 +69,10 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
         self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
         self._tools: dict[UUID, tuple[str, str, dict[str, Any]]] = {}
-        # headway run id -> ids of the messages already recorded (a prompt repeats the whole history)
-        self._seen: dict[str, set[str]] = {}
+        # run -> ids of the messages already recorded (a prompt repeats the whole history). Keyed by
+        # the Run object, weakly: an ended or expired run's entry goes with it, so a handler that lives
+        # as long as the process does not grow with every thread it has seen.
+        self._seen: weakref.WeakKeyDictionary[Run, set[str]] = weakref.WeakKeyDictionary()
 
     # Chain events are most of a graph's callbacks; headway needs none of them. (`ignore_agent` must
     # stay False: langchain-core dispatches tool events under that flag.) Plain class attributes, not
@@ -118,7 +121,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         tail.reverse()
         texts = []
         with self._lock:
-            seen = self._seen.setdefault(run.run_id, set())
+            seen = self._seen.setdefault(run, set())
             for m in tail:
                 key = m.id or f"text:{_text(m.content)}"
                 if key in seen:

@@ -8,6 +8,7 @@ answer that claims what no result backs is sent back to the model once, then rep
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -57,7 +58,8 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         self.guard = guard
         self.gate = ToolGate(guard, raise_on_stop=False)
         self._lock = threading.Lock()
-        self._seen: dict[str, set[str]] = {}  # run id -> message ids already recorded (this process)
+        # Run -> message ids already recorded (this process); weak, so ended or expired runs leave it
+        self._seen: weakref.WeakKeyDictionary[Run, set[str]] = weakref.WeakKeyDictionary()
 
     @property
     def name(self) -> str:
@@ -82,7 +84,7 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     def _first_time(self, run: Run, msg: AnyMessage) -> bool:
         key = msg.id or f"{type(msg).__name__}:{_text(msg.content)}"
         with self._lock:
-            seen = self._seen.setdefault(run.run_id, set())
+            seen = self._seen.setdefault(run, set())
             if key in seen:
                 return False
             seen.add(key)
