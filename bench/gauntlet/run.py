@@ -99,7 +99,7 @@ def run_openai_agents(cases: Sequence[Case], policy: Policy) -> list[Outcome]:
 async def _play_sdk(case: Case, guard: Guard, desk: SupportDesk) -> dict[str, Decision]:
     """examples/openai_support_desk's `play`, with room for long runs: the SDK's default of 10 turns per
     Runner.run would end the stall and audit scripts itself, before headway is tested on them."""
-    from agents import Agent, RunConfig, Runner, RunResult
+    from agents import Agent, OutputGuardrailTripwireTriggered, RunConfig, Runner, RunResult
     from agents.items import TResponseInputItem
     from agents.testing import ScriptedModel
 
@@ -110,6 +110,7 @@ async def _play_sdk(case: Case, guard: Guard, desk: SupportDesk) -> dict[str, De
     context = {RUN_ID_KEY: case.name}
     agent: Agent[Any] = guard_agent(build_agents(desk), guard)
     result: RunResult | None = None
+    withheld: str | None = None
     started = agent
     try:
         for step in case.steps:
@@ -118,13 +119,23 @@ async def _play_sdk(case: Case, guard: Guard, desk: SupportDesk) -> dict[str, De
                 if result is not None:
                     started = result.last_agent
                     given = [*result.to_input_list(), {"role": "user", "content": step.text}]
-                result = await Runner.run(
-                    started, given, context=context, run_config=config, max_turns=MAX_TURNS
-                )
+                withheld = None
+                try:
+                    result = await Runner.run(
+                        started, given, context=context, run_config=config, max_turns=MAX_TURNS
+                    )
+                except OutputGuardrailTripwireTriggered as e:  # an answer headway withheld
+                    withheld = str(e.guardrail_result.agent_output)
             elif step.kind == "human" and result is not None:
                 state = result.to_state()
                 resolve(state, guard, step.call_id, step.action, by=step.by, text=step.text or None)
-                result = await resume(started, state, guard, run_config=config, max_turns=MAX_TURNS)
+                withheld = None
+                try:
+                    result = await resume(started, state, guard, run_config=config, max_turns=MAX_TURNS)
+                except OutputGuardrailTripwireTriggered as e:
+                    withheld = str(e.guardrail_result.agent_output)
+            elif step.kind == "end" and withheld is not None:
+                guard.end_run(case.name, withheld)
             elif step.kind == "end" and result is not None:
                 guard.end_run(case.name, str(result.final_output))
     except HeadwayStopped:

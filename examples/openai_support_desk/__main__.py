@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agents import Runner
+from agents import OutputGuardrailTripwireTriggered, Runner
 
 from examples.support_desk import SCENARIOS, SupportDesk
 from examples.support_desk.policy import load_policy
@@ -56,19 +56,26 @@ async def live(traces: Path) -> int:
         print("Talk to the support desk (empty line to quit). Try: I'm alice@example.com, refund order A3.")
         while line := input("you> ").strip():
             started = current
-            result: Any = await Runner.run(
-                started, [*history, {"role": "user", "content": line}], context=context
-            )
-            while result.interruptions:
-                state = result.to_state()
-                for esc in escalations(result, guard):
-                    print(f"[headway] {esc.tool}({esc.args}) waits for you: {esc.question or esc.reason}")
-                    if esc.action == "clarify":
-                        resolve(state, guard, esc.call_id, "answer", by="you", text=input("answer> "))
-                    else:
-                        ok = input("approve? [y/N] ").strip().lower() == "y"
-                        resolve(state, guard, esc.call_id, "approve" if ok else "reject", by="you")
-                result = await resume(started, state, guard)
+            try:
+                result: Any = await Runner.run(
+                    started, [*history, {"role": "user", "content": line}], context=context
+                )
+                while result.interruptions:
+                    state = result.to_state()
+                    for esc in escalations(result, guard):
+                        print(f"[headway] {esc.tool}({esc.args}) waits for you: {esc.question or esc.reason}")
+                        if esc.action == "clarify":
+                            resolve(state, guard, esc.call_id, "answer", by="you", text=input("answer> "))
+                        else:
+                            ok = input("approve? [y/N] ").strip().lower() == "y"
+                            resolve(state, guard, esc.call_id, "approve" if ok else "reject", by="you")
+                    result = await resume(started, state, guard)
+            except OutputGuardrailTripwireTriggered as e:
+                # headway withheld an answer claiming what no tool result backs; the turn is dropped
+                print(
+                    f"desk> [headway withheld the answer: {e.guardrail_result.output.output_info['reason']}]"
+                )
+                continue
             print(f"desk> {result.final_output}")
             history, current = result.to_input_list(), result.last_agent
         guard.end_run(context[RUN_ID_KEY], None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agents import Agent, RunConfig, Runner, RunResult, RunResultStreaming
+from agents import Agent, OutputGuardrailTripwireTriggered, RunConfig, Runner, RunResult, RunResultStreaming
 from agents.items import TResponseInputItem, TResponseOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
 from agents.testing.model import ModelScriptItem
@@ -82,6 +82,7 @@ async def play(
     context = {RUN_ID_KEY: rid}
     agent: Agent[Any] = guard_agent(build_agents(desk), guard)
     result: Result | None = None
+    withheld: str | None = None  # the last answer headway withheld, if the last turn ended that way
     started = agent
     try:
         for step in scenario.steps:
@@ -93,12 +94,19 @@ async def play(
                 else:
                     started = result.last_agent
                     given = [*result.to_input_list(), {"role": "user", "content": step.text}]
-                if streamed:
-                    result = await _drain(
-                        Runner.run_streamed(started, given, context=context, run_config=config)
-                    )
-                else:
-                    result = await Runner.run(started, given, context=context, run_config=config)
+                withheld = None
+                try:
+                    if streamed:
+                        result = await _drain(
+                            Runner.run_streamed(started, given, context=context, run_config=config)
+                        )
+                    else:
+                        result = await Runner.run(started, given, context=context, run_config=config)
+                except OutputGuardrailTripwireTriggered as e:
+                    # headway withheld the answer (a claim no result backs): the user is told so instead,
+                    # and the run's end is judged on what the model said.
+                    withheld = str(e.guardrail_result.agent_output)
+                    say(f"  agent     (withheld) {withheld}")
             elif step.kind == "human" and result is not None:
                 state = result.to_state()
                 d = resolve(
@@ -111,11 +119,18 @@ async def play(
                     args=dict(step.args) if step.args is not None else None,
                 )
                 say(f"  person    {step.action} {step.call_id} by {step.by} -> {d.action}")
-                if streamed:
-                    settle(state, guard)
-                    result = await _drain(Runner.run_streamed(started, state, run_config=config))
-                else:
-                    result = await resume(started, state, guard, run_config=config)
+                withheld = None
+                try:
+                    if streamed:
+                        settle(state, guard)
+                        result = await _drain(Runner.run_streamed(started, state, run_config=config))
+                    else:
+                        result = await resume(started, state, guard, run_config=config)
+                except OutputGuardrailTripwireTriggered as e:
+                    withheld = str(e.guardrail_result.agent_output)
+                    say(f"  agent     (withheld) {withheld}")
+            elif step.kind == "end" and withheld is not None:
+                guard.end_run(rid, withheld)
             elif step.kind == "end" and result is not None:
                 say(f"  agent     {result.final_output}")
                 guard.end_run(rid, str(result.final_output))

@@ -136,7 +136,7 @@ async def test_streamed_stop_raises(guard: Guard, desk: SupportDesk) -> None:
 
 
 async def test_a_tool_that_raises_is_recorded_as_a_failed_call(guard: Guard) -> None:
-    from agents import Agent, RunConfig, function_tool
+    from agents import Agent, OutputGuardrailTripwireTriggered, RunConfig, function_tool
     from agents.testing import ScriptedModel
 
     from headway_openai_agents import RUN_ID_KEY, guard_agent
@@ -150,9 +150,11 @@ async def test_a_tool_that_raises_is_recorded_as_a_failed_call(guard: Guard) -> 
         [call("open_ticket", "t1", subject="lamp"), text("I have opened a ticket for you.")]
     )
     agent = guard_agent(Agent[Any](name="desk", tools=[open_ticket]), guard)
-    await Runner.run(
-        agent, "open a ticket", context={RUN_ID_KEY: "raises"}, run_config=RunConfig(model=model)
-    )
+    # The answer claims the ticket the failed call never opened: withheld, not handed to the user.
+    with pytest.raises(OutputGuardrailTripwireTriggered):
+        await Runner.run(
+            agent, "open a ticket", context={RUN_ID_KEY: "raises"}, run_config=RunConfig(model=model)
+        )
     run = guard.start_run("raises")
     c = run.view.call("t1")
     assert c is not None
@@ -160,3 +162,29 @@ async def test_a_tool_that_raises_is_recorded_as_a_failed_call(guard: Guard) -> 
     guard.flush()
     final = [e for e in guard.store.events("raises") if e.type == "model"][-1]
     assert [f["kind"] for f in final.data["decision"]["findings"]] == ["ignored_tool_error"]
+
+
+async def test_an_unsupported_final_answer_trips_the_output_guardrail(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    # No refund ran, yet the agent says it refunded: the SDK must not hand that answer to the user.
+    from agents import OutputGuardrailTripwireTriggered
+
+    convo = Convo(guard, desk)
+    convo.script(text("I have refunded $40 for order A1."))
+    with pytest.raises(OutputGuardrailTripwireTriggered) as info:
+        await convo.say(f"{ALICE} Refund order A1, it arrived broken.")
+    got = info.value.guardrail_result
+    assert got.guardrail.get_name() == "headway_final_answer"
+    assert got.output.output_info["action"] in ("block", "escalate")
+    assert "refund_order" in got.output.output_info["reason"]
+    assert desk.count("refunds") == 0
+
+
+async def test_a_supported_final_answer_passes(guard: Guard, desk: SupportDesk) -> None:
+    convo = Convo(guard, desk)
+    convo.script(text("Could you tell me your order number?"))
+    result = await convo.say(f"{ALICE} Something is wrong with my order.")
+    assert result.final_output == "Could you tell me your order number?"
+    [g] = [r for r in result.output_guardrail_results if r.guardrail.get_name() == "headway_final_answer"]
+    assert not g.output.tripwire_triggered

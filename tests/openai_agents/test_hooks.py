@@ -125,15 +125,18 @@ def test_headway_run_needs_an_id() -> None:
 async def test_a_final_answer_claiming_an_outcome_no_result_backs_is_flagged(
     guard: Guard, desk: SupportDesk
 ) -> None:
+    from agents import OutputGuardrailTripwireTriggered
+
     model = ScriptedModel(
         [call("lookup_order", "c1", order_id="A1"), text("I have refunded $40 for order A1.")]
     )
-    await Runner.run(
-        guard_agent(build_agents(desk), guard),
-        ALICE,
-        context={RUN_ID_KEY: "claims"},
-        run_config=RunConfig(model=model),
-    )
+    with pytest.raises(OutputGuardrailTripwireTriggered):  # and withheld (tests/.../test_enforcement.py)
+        await Runner.run(
+            guard_agent(build_agents(desk), guard),
+            ALICE,
+            context={RUN_ID_KEY: "claims"},
+            run_config=RunConfig(model=model),
+        )
     guard.flush()
     last = [e for e in guard.store.events("claims") if e.type == "model"][-1]
     assert last.data["decision"]["action"] == "block"

@@ -22,7 +22,9 @@ def guard_agent(agent: A, guard: Guard, *, hooks: bool = True) -> A:
     """A clone of `agent` (and of every agent it can hand off to) enforcing `guard`'s policy.
 
     Each function tool is copied with headway's tool input and output guardrails and a
-    `needs_approval` bound to the policy (escalate and clarify become the SDK's interruptions). With
+    `needs_approval` bound to the policy (escalate and clarify become the SDK's interruptions), and
+    each agent gets an output guardrail that withholds a final answer claiming an outcome no tool result
+    backs (the SDK raises `OutputGuardrailTripwireTriggered` instead of returning it). With
     `hooks=True` the clones also record the conversation (model turns, user messages) into the run, so
     no `HeadwayRunHooks` is needed. Agent names are kept, so a RunState saved from a guarded graph
     resumes against a guarded graph rebuilt the same way in another process.
@@ -53,7 +55,10 @@ def _clone(
         handoffs=[],
         hooks=agent_hooks,
         input_guardrails=list(agent.input_guardrails),
-        output_guardrails=list(agent.output_guardrails),
+        output_guardrails=[
+            *(g for g in agent.output_guardrails if g.name != gate.answer_guardrail.name),
+            gate.answer_guardrail,
+        ],
         mcp_servers=list(agent.mcp_servers),
     )
     clones[id(agent)] = clone  # before the handoffs: agents may hand back to each other

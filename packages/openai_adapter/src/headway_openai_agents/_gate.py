@@ -14,6 +14,9 @@ import json
 from typing import Any
 
 from agents import (
+    Agent,
+    GuardrailFunctionOutput,
+    OutputGuardrail,
     RunContextWrapper,
     ToolGuardrailFunctionOutput,
     ToolInputGuardrail,
@@ -28,6 +31,7 @@ from ._errors import HeadwayStopped
 from ._runs import canonical, extras, parse_args, run_for
 
 GUARDRAIL_NAME = "headway"
+ANSWER_GUARDRAIL = "headway_final_answer"
 PAUSING = ("escalate", "clarify")
 # Allowed calls carry no output_info: the decision is in headway's trace store, and the hot path stays cheap.
 _ALLOW = ToolGuardrailFunctionOutput.allow()
@@ -91,12 +95,28 @@ class Gate:
         self.output_guardrail: ToolOutputGuardrail[Any] = ToolOutputGuardrail(
             self._check_output, name=GUARDRAIL_NAME
         )
+        self.answer_guardrail: OutputGuardrail[Any] = OutputGuardrail(
+            self._check_answer, name=ANSWER_GUARDRAIL
+        )
 
     def decide(self, run: Run, tool: str, raw_args: Any, sdk_call_id: str) -> tuple[str, Decision]:
         return decide(run, tool, raw_args, sdk_call_id)
 
     def needs_approval(self, tool: str, original: Any) -> NeedsApproval:
         return NeedsApproval(self, tool, original)
+
+    def _check_answer(
+        self, ctx: RunContextWrapper[Any], agent: Agent[Any], output: Any
+    ) -> GuardrailFunctionOutput:
+        """The final answer: one that claims an outcome no result backs trips the SDK's output guardrail
+        (`OutputGuardrailTripwireTriggered`, whose `guardrail_result.output.output_info` is the decision),
+        so it is not handed to the user as it is."""
+        run = run_for(self.guard, ctx)
+        ex = extras(run)
+        d, ex.answer = ex.answer, None
+        if d is None:  # no hooks recorded this turn (guard_agent(hooks=False) without HeadwayRunHooks)
+            d = run.model(as_text(output), final=True)
+        return GuardrailFunctionOutput(output_info=d.to_dict(), tripwire_triggered=d.action != "allow")
 
     def _check_input(self, data: ToolInputGuardrailData) -> ToolGuardrailFunctionOutput:
         ctx = data.context

@@ -128,6 +128,8 @@ class Observer:
         d = run.model("\n".join(texts), tool_calls=calls, tokens=tokens or None, final=final)
         if d.action == "stop":
             raise HeadwayStopped(d, run.run_id)
+        if final:
+            ex.answer = d  # the output guardrail acts on it
 
 
 def _seen(run: Run, ex: Extras) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from agents import RunContextWrapper
 
-from headway import Guard, Run
+from headway import Decision, Guard, Run
 
 RUN_ID_KEY = "headway_run_id"
 
@@ -89,12 +89,14 @@ class Extras:
     arguments (the SDK cannot change an interrupted call's arguments). `edits`: (tool, canonical args)
     -> the edited headway call waiting for the model's new call. `users_seen`: user messages of the SDK
     transcript already given to headway. `last_response`: the last model response recorded (run hooks
-    and agent hooks may both report it).
+    and agent hooks may both report it). `answer`: the decision on the latest final answer, for the
+    output guardrail.
     """
 
     alias: dict[str, str] = field(default_factory=dict)
     edits: dict[tuple[str, str], str] = field(default_factory=dict)
     users_seen: list[str] | None = None
+    answer: Decision | None = None
     last_response: weakref.ref[Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
