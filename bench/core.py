@@ -113,6 +113,29 @@ def flatness(guard: Guard, steps: int, window: int = 200) -> tuple[float, float]
     return statistics.median(early) / 1000, statistics.median(late) / 1000
 
 
+def answer_flatness(guard: Guard, steps: int, repeats: int = 50) -> tuple[float, float]:
+    """Best µs of checking a final answer's claims at step ~10 and after `steps` read pairs: a
+    conversation answers many times, and each answer must not rescan the run."""
+    answer = "I have issued a credit of $40 for order O0."
+
+    def best(run: Run) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter_ns()
+            run.model(answer, final=True)
+            times.append(time.perf_counter_ns() - t)
+        return min(times) / 1000
+
+    run = guard.start_run("answers")
+    _prime(run)
+    early = best(run)
+    for i in range(steps):
+        read_pair(run, i + 1)
+    late = best(run)
+    run.end()
+    return early, late
+
+
 def memory(guard: Guard, steps: int) -> float:
     """MB held by one run after `steps` read pairs (the run's own state; events are in SQLite)."""
     gc.collect()
@@ -139,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         guard = Guard(bench_policy(), store=Path(tmp) / "traces.db")
         lat = latency(guard, a.n)
         early, late = flatness(guard, a.steps)
+        answer_early, answer_late = answer_flatness(guard, a.steps)
         mem = memory(guard, a.steps)
         guard.close()
     rows = [
@@ -151,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"read+write at step 10 vs {a.steps} (µs)",
             f"{early:.1f} vs {late:.1f} (ratio {late / early:.2f})",
+            "<= 1.5",
+        ),
+        (
+            f"final answer at step 10 vs {a.steps} (µs)",
+            f"{answer_early:.1f} vs {answer_late:.1f} (ratio {answer_late / answer_early:.2f})",
             "<= 1.5",
         ),
         (f"memory per {a.steps}-step run (MB)", f"{mem:.1f}", "<= 20"),

@@ -785,7 +785,9 @@ class Run:
         """Outcomes the answer claims that no successful result backs (or that a failed call contradicts)."""
         findings: list[Finding] = []
         names = [t.name for t in self.policy.tools if not any(ch in t.name for ch in "*?[")]
-        names.extend(c.tool for c in self.view.calls())
+        names.extend(
+            self.view._ran_tools
+        )  # not a scan of the calls: a final answer at step 10,000 is as cheap
         candidates = []
         for name in dict.fromkeys(names):
             r = self.policy.resolve(name)

@@ -127,6 +127,7 @@ class RunView:
         self._calls: list[ToolCall] = []
         self._by_id: dict[str, ToolCall] = {}
         self._by_tool: dict[str, list[ToolCall]] = defaultdict(list)
+        self._ran_tools: dict[str, None] = {}  # names of the tools that ran, in first-run order
         # (tool, arg name, value key) -> calls that ran with that argument value, oldest first.
         self._by_arg: dict[tuple[str, str, str], list[ToolCall]] = defaultdict(list)
         # value key -> tool -> whether a clean (unflagged, error-free) result of that tool showed it.
@@ -328,6 +329,7 @@ class RunView:
         self._by_tool[call.tool].append(call)
 
     def _mark_ran(self, call: ToolCall, write: bool) -> None:
+        self._ran_tools[call.tool] = None
         for name, value in call.args.items():
             k = norm(value)
             if k is not None:
