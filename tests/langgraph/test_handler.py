@@ -210,3 +210,34 @@ def test_the_handler_forgets_runs_the_guard_let_go() -> None:
         del run
         gc.collect()
         assert len(handler._seen) == 0
+
+
+def test_withhold_answers_raises_before_a_false_claim_reaches_the_state(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    from headway_langgraph import AnswerWithheld
+
+    graph = _plain_graph([turn("I have refunded $40 for order A1.")], desk_tools(desk), InMemorySaver())
+    cfg: RunnableConfig = {
+        "configurable": {"thread_id": "t"},
+        "callbacks": [HeadwayCallbackHandler(guard, withhold_answers=True)],
+    }
+    with pytest.raises(AnswerWithheld) as info:
+        graph.invoke(user(f"{ALICE} Refund A1, it arrived broken."), cfg)
+    assert isinstance(info.value, GraphRunStopped)
+    assert info.value.decision.stage == "end"
+    assert "refund_order" in info.value.decision.reason
+    messages = graph.get_state(cfg).values.get("messages", [])
+    assert not any(isinstance(m, AIMessage) and "refunded" in str(m.content) for m in messages)
+
+
+def test_by_default_the_handler_records_a_false_claim_and_lets_it_through(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    graph = _plain_graph([turn("I have refunded $40 for order A1.")], desk_tools(desk))
+    out = graph.invoke(user(f"{ALICE} Refund A1, it arrived broken."), config("t", guard))
+    assert out["messages"][-1].content == "I have refunded $40 for order A1."
+    guard.flush()
+    [last] = [e for e in guard.store.events("t") if e.type == "model"]
+    assert last.data["decision"]["stage"] == "end"
+    assert last.data["decision"]["action"] != "allow"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._decided import resume_from_store
-from ._errors import GraphRunStopped
+from ._errors import AnswerWithheld, GraphRunStopped
 from ._gate import INTERRUPT_TYPE, ToolGate
 from ._handler import HeadwayCallbackHandler
 from ._resume import Resolution, Resume
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERRUPT_TYPE",
+    "AnswerWithheld",
     "GraphRunStopped",
     "HeadwayCallbackHandler",
     "HeadwayMiddleware",

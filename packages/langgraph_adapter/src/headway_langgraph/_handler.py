@@ -21,7 +21,7 @@ from langgraph.errors import GraphBubbleUp
 
 from headway import Action, Decision, Guard, HeadwayError, Run
 
-from ._errors import GraphRunStopped
+from ._errors import AnswerWithheld, GraphRunStopped
 from ._gate import observed
 from ._version import check_versions
 
@@ -51,13 +51,21 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
     `stop_on`: decisions that abort the run from here (default: only `stop`). Per-call `block`,
     `clarify` and `escalate` are enforced by `guarded_tool_node`, which the handler does not replace.
     `run_id`: record into this headway run instead of the thread id (for runnables outside a graph).
+    `withhold_answers`: a final answer claiming an outcome no tool result backs raises `AnswerWithheld`
+    (a `GraphRunStopped`) from the model's turn instead of reaching the user; by default it is only
+    recorded. (`HeadwayMiddleware` withholds such answers without aborting the run.)
     """
 
     raise_error: bool = True  # a stop must abort the run, not be logged
     run_inline: bool = True  # no executor hop on the async path; safe, since the handler never blocks
 
     def __init__(
-        self, guard: Guard, *, stop_on: Collection[Action] = _STOP_ONLY, run_id: str | None = None
+        self,
+        guard: Guard,
+        *,
+        stop_on: Collection[Action] = _STOP_ONLY,
+        run_id: str | None = None,
+        withhold_answers: bool = False,
     ) -> None:
         check_versions()
         if not isinstance(guard, Guard):
@@ -65,6 +73,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self.guard = guard
         self.stop_on = frozenset(stop_on)
         self.fixed_run_id = run_id
+        self.withhold_answers = withhold_answers
         self._lock = threading.Lock()  # for `_seen`; the two maps below take single, atomic dict operations
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
         self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
@@ -168,6 +177,8 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         # A turn without tool calls answers the user: its claimed outcomes are checked against results.
         d = run.model(_text(msg.content), calls, tokens=_tokens(msg), final=not calls, meta=where)
         self._stop(d, run)
+        if self.withhold_answers and d.stage == "end" and d.action != "allow":
+            raise AnswerWithheld(d, run.run_id)
 
     def on_llm_error(
         self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
