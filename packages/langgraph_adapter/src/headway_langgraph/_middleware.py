@@ -2,7 +2,8 @@
 
 Tool calls go through the shared gate (`wrap_tool_call`); user messages and model turns are recorded
 from `before_model` / `after_model`; a stop ends the run by jumping to the end from either hook. A final
-answer that claims what no result backs is sent back to the model once, then replaced.
+answer that claims what no result backs is replaced by headway's reason, and the model may answer again
+once.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     a final message from headway. A final answer claiming an outcome no tool result backs ("I have
     refunded...") is not delivered: it is replaced by headway's reason (a message named "headway")
     and the model is asked once to answer again; a second such answer, or one a person must review
-    (escalate), stays replaced and the run ends. Use it instead of
-    `HeadwayCallbackHandler`, not with it: both record model turns.
+    (escalate), stays replaced and the run ends. Use it instead of `HeadwayCallbackHandler`, not with
+    it: both record model turns.
     """
 
     def __init__(self, guard: Guard) -> None:
