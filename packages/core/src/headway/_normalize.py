@@ -224,6 +224,12 @@ def name_matches(pattern: str, name: str) -> bool:
     return pattern == name or fnmatchcase(name, pattern)
 
 
+@lru_cache(maxsize=1024)
+def plain_names(patterns: tuple[str, ...]) -> bool:
+    """Whether each of these names one tool exactly (no glob among them)."""
+    return not any(ch in p for p in patterns for ch in "*?[")
+
+
 _ANY_MATCH: dict[tuple[tuple[str, ...], str], bool] = {}
 
 

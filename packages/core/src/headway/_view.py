@@ -15,8 +15,6 @@ from operator import attrgetter
 from typing import Any
 
 from ._normalize import (
-    _ID_KEYS,
-    _NORM_MEMO,
     MAX_DEPTH,
     MAX_LEAVES,
     any_match,
@@ -27,6 +25,7 @@ from ._normalize import (
     mentions,
     norm,
     norm_text,
+    plain_names,
     stems,
     text_keys,
 )
@@ -168,13 +167,20 @@ class RunView:
         """Earlier calls that ran (or every attempt with `include_blocked`), oldest first."""
         if tool is None:
             pool = self._calls
-        elif isinstance(tool, str) and tool in self._by_tool and not any(c in tool for c in "*?["):
-            pool = self._by_tool[tool]
         else:
-            pats = as_patterns(tool)
-            names = [t for t in self._by_tool if any_match(pats, t)]
-            pool = sorted((c for t in names for c in self._by_tool[t]), key=lambda c: c.step)
+            names = self._tools_named(as_patterns(tool))
+            if len(names) == 1:
+                pool = self._by_tool[names[0]]
+            else:
+                pool = sorted((c for t in names for c in self._by_tool[t]), key=_step)
         return [c for c in pool if include_blocked or c.ran]
+
+    def _tools_named(self, pats: tuple[str, ...]) -> list[str]:
+        """The tools called so far that these names or globs match. A plain name is looked up, not
+        matched against every tool: checks ask at every write, and a long run calls many tools."""
+        if plain_names(pats):
+            return [p for p in dict.fromkeys(pats) if p in self._by_tool]
+        return [t for t in self._by_tool if any_match(pats, t)]
 
     def call(self, call_id: str) -> ToolCall | None:
         return self._by_id.get(call_id)
@@ -431,13 +437,7 @@ class RunView:
             if key[-1:].isdigit():
                 add(key.casefold())  # keys like "credit_card_123" name things a call may use
             tv = type(value)
-            if tv is str:
-                k = _NORM_MEMO.get(value) or norm(value)  # inline memo hit: most values repeat
-                if k is not None:
-                    add(k)
-                    if " " in k and len(k) <= 200:
-                        keys |= text_keys(value)
-            elif tv is int or tv is float or is_scalar(value):
+            if tv is str or tv is int or tv is float or is_scalar(value):
                 k = self._add_key(keys, value)
             else:
                 if depth < MAX_DEPTH and isinstance(value, Mapping | list | tuple):
@@ -446,12 +446,7 @@ class RunView:
                     self._index_candidates(call, key, value)
                 continue
             fields.append((key, k, value))
-            if k is None:
-                continue
-            is_id = _ID_KEYS.get(key)  # is_id_key's memo, read inline: one call less per field
-            if is_id is None:
-                is_id = is_id_key(key)
-            if is_id:
+            if k is not None and is_id_key(key):
                 ent = (key, k)
                 entities[ent][call.tool] = (call.step, call.tool, d)
                 if primary is None:
@@ -557,19 +552,14 @@ class RunView:
         items = [(f, norm(v)) for f, v in args.items()]
         if not items or any(k is None for _, k in items):
             return []
-        first_field, first_key = items[0]
+        (first_field, first_key), rest = items[0], items[1:]
         assert first_key is not None
-        pats = tuple(tools)
-        if len(pats) == 1 and len(items) == 1 and not any(ch in pats[0] for ch in "*?["):
-            # One tool by name and one value (what requires_prior and owned ask at every write): the
-            # index answers alone. (Sorted: an approved call is indexed when approved, not at its step.)
-            return sorted(self._by_arg.get((pats[0], first_field, first_key), ()), key=_step)
         out: list[ToolCall] = []
-        for tool in self._by_tool:
-            if any_match(pats, tool):
-                out.extend(
-                    c
-                    for c in self._by_arg.get((tool, first_field, first_key), ())
-                    if all(norm(c.args.get(f)) == k for f, k in items)
-                )
+        for tool in self._tools_named(tuple(tools)):
+            hits = self._by_arg.get((tool, first_field, first_key), ())
+            # The index holds the first value; only the others are compared.
+            out.extend(
+                hits if not rest else [c for c in hits if all(norm(c.args.get(f)) == k for f, k in rest)]
+            )
+        # Sorted: an approved call is indexed when it is approved, not at its step.
         return sorted(out, key=_step)

@@ -318,10 +318,11 @@ class _RequiresPrior(_Check):
         if not self.tools:
             raise ValueError("requires_prior needs at least one tool name or glob")
         self.same = tuple(same)
+        self.what = " or ".join(self.tools)  # for the messages
 
     def run(self, call: ToolCall, view: RunView) -> CheckResult:
         want = {a: call.args[a] for a in self.same if a in call.args}
-        what = " or ".join(self.tools) if len(self.tools) > 1 else self.tools[0]
+        what = self.what
         if self.same and len(want) < len(self.same):
             # No value to match: no earlier call can have had "the same" one, so the precondition is unmet
             # (passing here would let `refund_order(amount=40)` skip the lookup of any order at all).
