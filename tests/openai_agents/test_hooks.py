@@ -143,3 +143,13 @@ async def test_a_final_answer_claiming_an_outcome_no_result_backs_is_flagged(
     assert last.data["decision"]["stage"] == "end"
     assert [f["kind"] for f in last.data["decision"]["findings"]] == ["unsupported_claim"]
     assert desk.count("refunds") == 0
+
+
+def test_model_arguments_are_parsed_without_raising_on_any_text() -> None:
+    from headway_openai_agents._runs import parse_args
+
+    assert parse_args('{"order_id": "A1"}') == {"order_id": "A1"}
+    assert parse_args("  ") == {}
+    deep = "[" * 100_000  # json.loads raises RecursionError here, which is not a ValueError
+    for raw in (deep, '{"a": 1} trailing', "[1, 2]", "NaN-ish", 7):
+        assert parse_args(raw) == raw

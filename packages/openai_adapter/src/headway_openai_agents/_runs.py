@@ -120,24 +120,15 @@ def canonical(args: Any) -> str:
     return json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
 
 
-# json.loads(s) is this decoder's raw_decode after two whitespace regex matches, which cost twice the
-# parse itself for a call's few arguments; stripping JSON's own whitespace first is the same test.
-_raw_decode = json.JSONDecoder().raw_decode
-_JSON_SPACE = " \t\n\r"
-
-
 def parse_args(raw: Any) -> Any:
     """Arguments as the model sent them: a JSON object string becomes a dict; anything else is passed on
-    for headway to judge (it never raises on bad input)."""
+    for headway to judge (it never raises on bad input, deep nesting included)."""
     if isinstance(raw, str):
-        if not raw.strip():
-            return {}
-        text = raw.strip(_JSON_SPACE)
         try:
-            parsed, end = _raw_decode(text)
-        except ValueError:
+            parsed = json.loads(raw) if raw.strip() else {}
+        except (ValueError, RecursionError):
             return raw
-        return parsed if isinstance(parsed, dict) and end == len(text) else raw
+        return parsed if isinstance(parsed, dict) else raw
     return raw
 
 
