@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-core demo-openai test lint typecheck docs bench clean bench-external
+.PHONY: demo demo-core demo-openai test test-compiled compiled lint typecheck docs bench clean bench-external
 
 # One pip call installs all packages editable plus the dev tools; re-run only when a pyproject changes.
 $(STAMP): pyproject.toml packages/core/pyproject.toml packages/langgraph_adapter/pyproject.toml packages/openai_adapter/pyproject.toml
@@ -24,8 +24,29 @@ demo-core: $(STAMP)
 demo-openai: $(STAMP)
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m examples.openai_support_desk
 
+# The suite runs twice: on the source (pure Python) and on the compiled wheel users install (mypyc).
 test: $(STAMP) lint typecheck docs
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-compiled
+
+# The compiled wheel as released (packages/core/hatch_build.py), unpacked where PYTHONPATH puts it ahead
+# of the editable source. It needs a C compiler and Python's headers; without them the compiled leg is
+# skipped with a notice, unless HEADWAY_REQUIRE_COMPILED=1 (CI) makes that an error.
+COMPILED := build/compiled
+$(COMPILED)/.built: $(STAMP) packages/core/pyproject.toml packages/core/hatch_build.py $(wildcard packages/core/src/headway/*.py)
+	rm -rf $(COMPILED) build/wheels
+	HATCH_BUILD_HOOK_ENABLE_CUSTOM=1 $(BIN)/python -m pip wheel --quiet --no-deps packages/core -w build/wheels
+	$(BIN)/python -m zipfile -e build/wheels/headway-*.whl $(COMPILED)
+	touch $@
+
+compiled: $(STAMP)
+	@if $(BIN)/python bench/_can_compile.py; then $(MAKE) --no-print-directory $(COMPILED)/.built; \
+	elif [ -n "$$HEADWAY_REQUIRE_COMPILED" ]; then echo "no C compiler or Python headers: cannot build the compiled wheel" >&2; exit 1; \
+	else echo "skipping the compiled build: no C compiler or Python headers (pure Python only)"; fi
+
+test-compiled: compiled
+	@if [ -f $(COMPILED)/.built ]; then \
+	OPENAI_AGENTS_DISABLE_TRACING=1 PYTHONPATH=$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,12 +60,14 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .site
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.core
-	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.openai_overhead
-	$(BIN)/python -m bench.langgraph_overhead
-	$(BIN)/python -m bench.analysis
-	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.gauntlet
+# Measured on the compiled wheel, as users install it (falls back to the source without a compiler);
+# `python -m bench.core` alone measures the pure-Python source.
+bench: compiled
+	PYTHONPATH=$(COMPILED) $(BIN)/python -m bench.core
+	OPENAI_AGENTS_DISABLE_TRACING=1 PYTHONPATH=$(COMPILED) $(BIN)/python -m bench.openai_overhead
+	PYTHONPATH=$(COMPILED) $(BIN)/python -m bench.langgraph_overhead
+	PYTHONPATH=$(COMPILED) $(BIN)/python -m bench.analysis
+	OPENAI_AGENTS_DISABLE_TRACING=1 PYTHONPATH=$(COMPILED) $(BIN)/python -m bench.gauntlet
 
 # AgentDojo replayed through headway, and headway beside LangChain's middleware, the Agents SDK's
 # guardrails and invariant-ai; offline, results in bench/*_results.md. Not part of `make test` or CI.
@@ -57,4 +80,4 @@ bench-external: $(STAMP)
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m bench.peers
 
 clean:
-	rm -rf $(VENV) .headway .pytest_cache .mypy_cache .ruff_cache .site
+	rm -rf $(VENV) .headway .pytest_cache .mypy_cache .ruff_cache .site build

@@ -17,6 +17,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from bench import build
 from headway import Guard, Identity, Milestone, Policy, Run, Tool, checks
 
 
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         (f"memory per {a.steps}-step run (MB)", f"{mem:.1f}", "<= 20"),
     ]
     width = max(len(r[0]) for r in rows)
+    print(f"headway build: {build()}")
     print(f"{'measure'.ljust(width)}  {'value':<28}  target")
     for name, value, target in rows:
         print(f"{name.ljust(width)}  {value:<28}  {target}")

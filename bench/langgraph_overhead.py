@@ -22,6 +22,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
+from bench import build
 from examples.langgraph_support_desk.agent import SYSTEM, State, desk_tools, load_policy, tool_error
 from examples.langgraph_support_desk.scripted import ScriptedChatModel, turn
 from examples.support_desk import SupportDesk
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"LangGraph support-desk graph, 3 model calls + 2 tool calls, median of {args.n} interleaved invokes"
     )
+    print(f"headway build: {build()}")
     print(
         f"{'checkpointer':<14}{'trace store':<13}{'bare ms':>10}{'headway ms':>12}{'ratio':>8}{'events':>8}{'µs/event':>10}"
         f"{'(core alone)':>14}"

@@ -23,6 +23,7 @@ from typing import Any
 from agents import Agent, RunConfig, Runner
 from agents.testing import ScriptedModel, assistant_message, function_call
 
+from bench import build
 from examples.openai_support_desk import build_agents
 from examples.support_desk import SupportDesk
 from examples.support_desk.policy import load_policy
@@ -79,6 +80,7 @@ async def main(runs: int) -> float:
     mb, mg = statistics.median(b), statistics.median(g)
     ratio = mg / mb
     print(f"openai-agents run, 3 model turns + 2 tool calls, median of {runs} interleaved runs each")
+    print(f"  headway build: {build()}")
     print(f"  bare     {mb / 1e6:7.3f} ms")
     print(f"  guarded  {mg / 1e6:7.3f} ms   (+{(mg - mb) / 1e3:.0f} us per run)")
     print(f"  ratio    {ratio:.3f}   (target <= 1.05)")

@@ -192,10 +192,8 @@ def test_a_final_answer_claiming_an_outcome_no_result_backs_is_recorded_as_such(
     assert [f["kind"] for f in last.data["decision"]["findings"]] == ["unsupported_claim"]
 
 
-def test_the_handler_forgets_runs_the_guard_let_go() -> None:
-    # A handler lives as long as the app; what it remembers per thread must leave with the run.
-    import gc
-
+def test_the_handler_keeps_nothing_per_thread_itself() -> None:
+    # A handler lives as long as the app; what it remembers per thread lives on the run and ends with it.
     from langchain_core.messages import HumanMessage
 
     from headway import Guard, Policy
@@ -203,13 +201,19 @@ def test_the_handler_forgets_runs_the_guard_let_go() -> None:
 
     with Guard(Policy(), store=":memory:") as guard:
         handler = HeadwayCallbackHandler(guard)
+        state = dict(vars(handler))
         for i in range(20):
             run = guard.start_run(f"t{i}")
-            handler._new_users(run, [HumanMessage("hi", id=f"m{i}")])
+            message = HumanMessage("hi", id=f"m{i}")
+            assert handler._new_users(run, [message]) == ["hi"]
+            assert handler._new_users(run, [message]) == []  # recorded once per run
+            assert HeadwayCallbackHandler(guard)._new_users(run, [message]) == []  # by any handler
             guard.end_run(f"t{i}", "bye")
-        del run
-        gc.collect()
-        assert len(handler._seen) == 0
+        assert vars(handler) == state  # no per-thread entries: the same (empty) maps as before
+        assert handler._models == {}
+        assert handler._tools == {}
+        # A new run under an ended run's id starts afresh: its first prompt is recorded again.
+        assert handler._new_users(guard.start_run("t0"), [HumanMessage("hi", id="m0")]) == ["hi"]
 
 
 def test_withhold_answers_raises_before_a_false_claim_reaches_the_state(

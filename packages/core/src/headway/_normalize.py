@@ -113,9 +113,9 @@ def dicts(value: Any, limit: int = MAX_LEAVES) -> Iterator[Mapping[str, Any]]:
             seen += 1
             yield v
             if depth < MAX_DEPTH:
-                stack.extend(
-                    (sub, depth + 1) for sub in reversed(list(v.values())) if isinstance(sub, Mapping | list)
-                )
+                subs: list[Any] = list(v.values())  # (reversed(list(...)) crashes mypyc 1.x on Any)
+                subs.reverse()
+                stack.extend((sub, depth + 1) for sub in subs if isinstance(sub, Mapping | list))
         elif isinstance(v, list | tuple) and depth < MAX_DEPTH:
             stack.extend((sub, depth + 1) for sub in reversed(v[:limit]) if isinstance(sub, Mapping | list))
 

@@ -241,6 +241,10 @@ def gate_action(
 class Run:
     """The verification state of one agent run. Get one from `Guard.start_run`; runs share nothing."""
 
+    # The event methods take `str | Any` where a framework hands in text or ids: anything is accepted and
+    # coerced, since bad input gets a decision, not a TypeError (the compiled build enforces a plain `str`
+    # annotation when called).
+
     def __init__(
         self,
         policy: Policy,
@@ -261,6 +265,10 @@ class Run:
         self.ended = False
         self.final: Decision | None = None
         self.last_active = time.monotonic()
+        # What an integration keeps per run (the LangGraph handler: the ids of the messages it has
+        # recorded), under a key of its own. It lives and ends with the run, so an integration needs
+        # no map of runs (and no weak references, which compiled Runs do not support).
+        self.memo: dict[str, Any] = {}
         self._store = store
         self._tracker = Tracker(policy)
         self._lock = threading.RLock()
@@ -291,7 +299,7 @@ class Run:
 
     # ---- events -------------------------------------------------------------------------------------
 
-    def user(self, text: str, *, meta: Mapping[str, Any] | None = None) -> None:
+    def user(self, text: str | Any, *, meta: Mapping[str, Any] | None = None) -> None:
         """A user message: the source of grounding, confirmations and clarification answers.
 
         `meta` (on every event method) is recorded with the event: where in the framework it happened,
@@ -305,11 +313,11 @@ class Run:
 
     def model(
         self,
-        text: str | None = "",
+        text: str | Any | None = "",
         tool_calls: Sequence[Mapping[str, Any]] | None = None,
         *,
-        tokens: int | None = None,
-        final: bool = False,
+        tokens: int | Any | None = None,
+        final: bool | Any = False,
         meta: Mapping[str, Any] | None = None,
     ) -> Decision:
         """A model turn: its text (proposals the user may confirm) and the tool calls it proposes.
@@ -352,9 +360,9 @@ class Run:
 
     def tool_call(
         self,
-        tool: str,
+        tool: str | Any,
         args: Any = None,
-        call_id: str | None = None,
+        call_id: str | Any | None = None,
         *,
         meta: Mapping[str, Any] | None = None,
     ) -> Decision:
@@ -411,11 +419,11 @@ class Run:
 
     def tool_result(
         self,
-        call_id: str | None,
+        call_id: str | Any | None,
         output: Any = None,
         *,
         error: Any = None,
-        tool: str | None = None,
+        tool: str | Any | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> Decision:
         """A tool's result: after-checks run; the Decision says whether the result can be trusted.
@@ -578,7 +586,7 @@ class Run:
             self._file(call, decision)
             return decision
 
-    def end(self, final_answer: str | None = None) -> Decision:
+    def end(self, final_answer: str | Any | None = None) -> Decision:
         """The run's end: claims in the answer must be backed by results; required milestones reached."""
         with self._lock:
             self._touch()
@@ -619,7 +627,7 @@ class Run:
         """The sequence number of the run's latest event."""
         return self._seq
 
-    def decision(self, call_id: str) -> Decision | None:
+    def decision(self, call_id: str | Any) -> Decision | None:
         """The latest decision on a call (its result's decision once it has one)."""
         return self._results.get(call_id) or self._decided.get(call_id)
 
@@ -993,7 +1001,7 @@ class Run:
 
     # ---- escalation records and the ledger ------------------------------------------------------------
 
-    def begin(self, call_id: str) -> Start:
+    def begin(self, call_id: str | Any) -> Start:
         """Call right before running an allowed call; the answer says whether to.
 
         "run": go ahead (for a side-effecting tool the ledger now says executing, owned by this caller).
@@ -1034,7 +1042,7 @@ class Run:
             self._unknown_outcome(call)
             return "wait"
 
-    def escalation(self, call_id: str) -> Escalation | None:
+    def escalation(self, call_id: str | Any) -> Escalation | None:
         """The call's latest escalation record, pending or decided (None when it never had one)."""
         eid = self._last_escalation.get(call_id)
         if eid is None or self._escalations is None:

@@ -9,7 +9,6 @@ operations, and the seen user messages, under a lock.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -27,6 +26,7 @@ from ._version import check_versions
 
 _WHERE_KEYS = ("langgraph_node", "langgraph_step", "langgraph_triggers", "checkpoint_ns")
 _STOP_ONLY: tuple[Action, ...] = ("stop",)
+_SEEN = "headway_langgraph.seen_messages"
 
 
 def _text(content: Any) -> str:
@@ -74,14 +74,12 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self.stop_on = frozenset(stop_on)
         self.fixed_run_id = run_id
         self.withhold_answers = withhold_answers
-        self._lock = threading.Lock()  # for `_seen`; the two maps below take single, atomic dict operations
+        self._lock = (
+            threading.Lock()
+        )  # for the seen ids; the two maps below take single, atomic dict operations
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
         self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
         self._tools: dict[UUID, tuple[str, str, dict[str, Any]]] = {}
-        # run -> ids of the messages already recorded (a prompt repeats the whole history). Keyed by
-        # the Run object, weakly: an ended or expired run's entry goes with it, so a handler that lives
-        # as long as the process does not grow with every thread it has seen.
-        self._seen: weakref.WeakKeyDictionary[Run, set[str]] = weakref.WeakKeyDictionary()
 
     # Chain events are most of a graph's callbacks; headway needs none of them. (`ignore_agent` must
     # stay False: langchain-core dispatches tool events under that flag.) Plain class attributes, not
@@ -130,7 +128,9 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         tail.reverse()
         texts = []
         with self._lock:
-            seen = self._seen.setdefault(run, set())
+            # The ids of the messages already recorded (a prompt repeats the whole history), kept on the
+            # run so they end with it, and shared by every handler feeding it (one per invoke, often).
+            seen: set[str] = run.memo.setdefault(_SEEN, set())
             for m in tail:
                 key = m.id or f"text:{_text(m.content)}"
                 if key in seen:

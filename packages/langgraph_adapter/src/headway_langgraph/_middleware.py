@@ -9,7 +9,6 @@ once.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from ._handler import _text, _tokens
 from ._version import REQUIRED_AGENTS, check_versions
 
 _HEADWAY = "headway"  # the name on messages headway adds to the conversation
+_SEEN = "headway_langgraph.middleware_seen"  # Run.memo key: ids of the messages this middleware recorded
 _AGAIN = "[headway] Answer the user again, claiming only what the tool results show."
 
 
@@ -59,8 +59,6 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         self.guard = guard
         self.gate = ToolGate(guard, raise_on_stop=False)
         self._lock = threading.Lock()
-        # Run -> message ids already recorded (this process); weak, so ended or expired runs leave it
-        self._seen: weakref.WeakKeyDictionary[Run, set[str]] = weakref.WeakKeyDictionary()
 
     @property
     def name(self) -> str:
@@ -85,7 +83,8 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     def _first_time(self, run: Run, msg: AnyMessage) -> bool:
         key = msg.id or f"{type(msg).__name__}:{_text(msg.content)}"
         with self._lock:
-            seen = self._seen.setdefault(run, set())
+            # message ids already recorded, kept on the run (they end with it), as the handler does
+            seen: set[str] = run.memo.setdefault(_SEEN, set())
             if key in seen:
                 return False
             seen.add(key)

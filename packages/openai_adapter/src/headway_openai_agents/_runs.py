@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from agents import RunContextWrapper
 
@@ -101,19 +101,19 @@ class Extras:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_extras: weakref.WeakKeyDictionary[Run, Extras] = weakref.WeakKeyDictionary()
+_EXTRAS = "headway_openai_agents.extras"  # the Run.memo key: kept on the run, it ends with the run
 _extras_lock = threading.Lock()
 
 
 def extras(run: Run) -> Extras:
-    e = _extras.get(run)
+    e = run.memo.get(_EXTRAS)
     if e is not None:
-        return e
+        return cast(Extras, e)
     with _extras_lock:
-        e = _extras.get(run)
+        e = run.memo.get(_EXTRAS)
         if e is None:
-            e = _extras[run] = Extras()
-        return e
+            e = run.memo[_EXTRAS] = Extras()
+        return cast(Extras, e)
 
 
 def canonical(args: Any) -> str:
