@@ -273,7 +273,6 @@ class Run:
         self._tracker = Tracker(policy)
         self._lock = threading.RLock()
         self._seq = first_seq - 1  # a run id reused after an end continues its numbering
-        self._sigs: dict[str, str] = {}
         self._decided: dict[str, Decision] = {}
         self._results: dict[str, Decision] = {}
         # Escalation records: the store, who to tell about a new one, and how many each call has had (a
@@ -464,7 +463,7 @@ class Run:
             try:
                 call.output, call.error, call.done = parsed, err, True
                 after = [*notes, *self._after(call, resolved)]
-                sig = self._sigs.get(call.call_id, call.tool)
+                sig = call.sig or call.tool
                 out_hash = _output_hash(parsed) if err is None else 0
                 nothing_new = self._tracker.nothing_new(sig, out_hash) if err is None else None
                 if nothing_new is not None:
@@ -565,7 +564,7 @@ class Run:
                 if not text:
                     raise HeadwayError("an answer needs the user's `text`")
                 self._apply_user(seq, _text(text), answer=True)
-                sig = self._sigs.get(call_id, call.tool)
+                sig = call.sig or call.tool
                 findings = self._before(call, resolved, sig, repeat_of=call)
                 decision = self._gate(findings, resolved, tool=call.tool, call_id=call_id, call=call)
                 decision = self._numbered(call, decision)
@@ -886,7 +885,7 @@ class Run:
         call.action = decision.action
         call.findings = decision.findings
         self.view._add_call(call)
-        self._sigs[call.call_id] = sig
+        call.sig = sig
         self._decided[call.call_id] = decision
         if count:
             self.view.steps += 1
@@ -953,7 +952,7 @@ class Run:
                 self.view.milestones.append(m)
         if error is None:
             self._tracker.on_result(
-                self._sigs.get(call.call_id, call.tool),
+                (call.sig or call.tool),
                 _output_hash(output) if out_hash is None else out_hash,
                 bool(milestones),
             )
@@ -991,13 +990,13 @@ class Run:
     ) -> None:
         if new_args is not None:
             call.args = new_args
-            self._sigs[call.call_id] = call.tool + "\x00" + canonical(new_args)
+            call.sig = call.tool + "\x00" + canonical(new_args)
         call.action = decision.action
         call.findings = decision.findings
         self._decided[call.call_id] = decision
         if decision.action == "allow":
             self.view._mark_ran(call, write=resolved.risk != "read")
-            self._tracker.on_ran(self._sigs[call.call_id], call.step)
+            self._tracker.on_ran(call.sig, call.step)
 
     # ---- escalation records and the ledger ------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class ToolCall:
     flagged: bool = False
     findings: tuple[Finding, ...] = ()
     output_hash: int | None = None
+    sig: str = ""  # tool and canonical arguments: what loop detection counts as "the same call"
 
     @property
     def name(self) -> str:
