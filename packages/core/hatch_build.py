@@ -40,8 +40,10 @@ class MypycBuildHook(BuildHookInterface):
         )
         if done.returncode != 0:
             raise RuntimeError(f"mypyc failed:\n{done.stdout}\n{done.stderr}")
-        built = [*self._tmp.glob("*.so"), *self._tmp.glob("*.pyd"), *(self._tmp / "headway").glob("*.so")]
-        built += (self._tmp / "headway").glob("*.pyd")
+        # The extension modules, and mypyc's shared runtime library beside the package.
+        built = [
+            p for d in (self._tmp, self._tmp / "headway") for p in d.iterdir() if p.suffix in (".so", ".pyd")
+        ]
         for path in built:
             build_data["force_include"][str(path)] = str(path.relative_to(self._tmp))
         build_data["pure_python"] = False

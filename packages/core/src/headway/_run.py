@@ -952,7 +952,7 @@ class Run:
                 self.view.milestones.append(m)
         if error is None:
             self._tracker.on_result(
-                (call.sig or call.tool),
+                call.sig or call.tool,
                 _output_hash(output) if out_hash is None else out_hash,
                 bool(milestones),
             )

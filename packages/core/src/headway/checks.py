@@ -62,7 +62,7 @@ class _Check:
     def __init_subclass__(cls) -> None:
         # Calling a check calls its `run` directly: one Python frame less per check on the hot path.
         super().__init_subclass__()
-        if "run" in vars(cls):  # (cls.__dict__ does not compile with mypyc)
+        if "run" in cls.__dict__:
             cls.__call__ = cls.run  # type: ignore[method-assign]
 
     def __call__(self, call: ToolCall, view: RunView, /) -> CheckResult:

@@ -74,9 +74,8 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self.stop_on = frozenset(stop_on)
         self.fixed_run_id = run_id
         self.withhold_answers = withhold_answers
-        self._lock = (
-            threading.Lock()
-        )  # for the seen ids; the two maps below take single, atomic dict operations
+        # For the seen message ids (kept on the run); the two maps below take single, atomic dict operations.
+        self._lock = threading.Lock()
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
         self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
         self._tools: dict[UUID, tuple[str, str, dict[str, Any]]] = {}
