@@ -269,12 +269,40 @@ def test_resolve_errors_raise_headway_error(
 # ---- idempotency and odd deliveries -----------------------------------------------------------------
 
 
+def test_decisions_are_answered_alike_whether_kept_or_rebuilt(tmp_path: Path) -> None:
+    # Plain allows are not kept but rebuilt on demand (Run._keep): every way of asking must still get
+    # the decision that was returned, for calls and results, in this process and after a restart.
+    policy = Policy(tools=[Tool("lookup", risk="read", after=[checks.not_empty()])])
+    guard = Guard(policy, store=tmp_path / "t.db")
+    run = guard.start_run("r")
+    returned = {
+        "c1": run.tool_call("lookup", {"id": 1}, call_id="c1"),
+        "c2": run.tool_call("lookup", {"id": 2}, call_id="c2"),
+    }
+    assert [run.decision(c) for c in returned] == list(returned.values())
+    results = {"c1": run.tool_result("c1", output={"id": 1}), "c2": run.tool_result("c2", output={})}
+    assert results["c1"].action == "allow"
+    assert results["c2"].action != "allow"
+    for cid, d in results.items():
+        assert run.decision(cid) == d
+        assert run.tool_result(cid, output={"id": 1}) == d  # re-delivered: the recorded decision
+        assert run.tool_call("lookup", {"id": int(cid[1])}, call_id=cid) == returned[cid]
+    assert run.decision("nope") is None
+    assert run.decision(12) is None
+    guard.close()
+
+    again = Guard(policy, store=tmp_path / "t.db").start_run("r")
+    for cid, d in results.items():
+        assert again.decision(cid) == d
+        assert again.tool_result(cid, output={"id": 1}) == d
+
+
 def test_redelivered_call_returns_the_recorded_decision_and_is_not_a_repeat() -> None:
     run = make_run(None, Tool("*", risk="read"), max_repeats=1)
     d1 = run.tool_call("lookup", {"id": 1}, call_id="c1")
-    assert run.tool_call("lookup", {"id": 1}, call_id="c1") is d1
+    assert run.tool_call("lookup", {"id": 1}, call_id="c1") == d1  # equal, not the same object: see Run._keep
     run.tool_result("c1", output={"id": 1})
-    assert run.tool_call("lookup", {"id": 1}, call_id="c1") is d1
+    assert run.tool_call("lookup", {"id": 1}, call_id="c1") == d1
     assert run.view.tool_calls == 1
     events = run._store.events(run.run_id)
     assert sum(e.type == "tool_call" for e in events) == 1

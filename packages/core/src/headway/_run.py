@@ -273,6 +273,8 @@ class Run:
         self._tracker = Tracker(policy)
         self._lock = threading.RLock()
         self._seq = first_seq - 1  # a run id reused after an end continues its numbering
+        # Decisions on calls and on their results, by call id. A plain allow is not kept but rebuilt when
+        # asked for (see `_keep`): most decisions are plain allows, two per call.
         self._decided: dict[str, Decision] = {}
         self._results: dict[str, Decision] = {}
         # Escalation records: the store, who to tell about a new one, and how many each call has had (a
@@ -375,8 +377,10 @@ class Run:
             cid = str(call_id) if call_id is not None and str(call_id) else None
             if cid is not None:
                 prior = self.view.call(cid)
-                if prior is not None and prior.tool == tool and prior.args == parsed and cid in self._decided:
-                    return self._decided[cid]
+                if prior is not None and prior.tool == tool and prior.args == parsed:
+                    known = self._call_decision(prior)
+                    if known is not None:
+                        return known
             resolved = self.policy.resolve(tool)
             seq = self._next_seq()
             call = ToolCall(
@@ -435,8 +439,10 @@ class Run:
             cid = None if call_id is None else str(call_id)
             call = self.view.call(cid) if cid is not None else None
             notes: list[Finding] = []
-            if call is not None and call.done and cid in self._results:
-                return self._results[cid]
+            if call is not None and call.done:
+                known = self._result_decision(call)
+                if known is not None:
+                    return known
             seq = self._next_seq()
             if call is None:
                 notes.append(
@@ -481,7 +487,7 @@ class Run:
             self._finish_result(call, decision)
             if decision.action in ("escalate", "clarify"):
                 decision = self._numbered(call, decision)  # a write's doubtful result: a person reviews it
-            self._results[call.call_id] = decision
+            self._keep(self._results, call, decision, "result")
             if call.call_id in self._begun:
                 self._begun.discard(call.call_id)
                 self._executed(call, parsed, err)
@@ -529,7 +535,7 @@ class Run:
                     f"call {call_id!r} is not waiting for a person (its decision was {call.action!r})"
                 )
             validate_decision(action, by, message, args, text)
-            esc_id = self._decided[call_id].escalation_id
+            esc_id = self._decided[call_id].escalation_id  # kept: a decision with an escalation is not plain
             if esc_id is not None and self._escalations is not None:
                 by, message, args, text = self._arbitrate(esc_id, action, by, message, args, text)
             resolved = self.policy.resolve(call.tool)
@@ -628,7 +634,42 @@ class Run:
 
     def decision(self, call_id: str | Any) -> Decision | None:
         """The latest decision on a call (its result's decision once it has one)."""
-        return self._results.get(call_id) or self._decided.get(call_id)
+        with self._lock:
+            call = self.view.call(call_id) if isinstance(call_id, str) else None
+            if call is None:
+                return None
+            return self._result_decision(call) or self._call_decision(call)
+
+    def _keep(self, kept: dict[str, Decision], call: ToolCall, d: Decision, stage: Stage) -> None:
+        """Keep a decision on `call` (in `_decided`) or on its result (in `_results`). A plain allow is
+        dropped instead and rebuilt when asked for: it holds nothing but the call's tool and id, and
+        keeping two per call cost a long run about 2.5 MB per 10,000 calls."""
+        if (
+            d.action == "allow"
+            and d.stage == stage
+            and not d.reason
+            and not d.findings
+            and d.risk == 0.0
+            and d.question is None
+            and d.escalation_id is None
+            and d.tool == call.tool
+            and d.call_id == call.call_id
+        ):
+            kept.pop(call.call_id, None)
+        else:
+            kept[call.call_id] = d
+
+    def _call_decision(self, call: ToolCall) -> Decision | None:
+        d = self._decided.get(call.call_id)
+        if d is None and call.action == "allow":
+            return Decision("allow", "", (), 0.0, call.tool, call.call_id, None, "call")
+        return d
+
+    def _result_decision(self, call: ToolCall) -> Decision | None:
+        if not call.done:
+            return None
+        d = self._results.get(call.call_id)
+        return Decision("allow", "", (), 0.0, call.tool, call.call_id, None, "result") if d is None else d
 
     # ---- deciding -------------------------------------------------------------------------------------
 
@@ -886,7 +927,7 @@ class Run:
         call.findings = decision.findings
         self.view._add_call(call)
         call.sig = sig
-        self._decided[call.call_id] = decision
+        self._keep(self._decided, call, decision, "call")
         if count:
             self.view.steps += 1
             self.view.tool_calls += 1
@@ -993,7 +1034,7 @@ class Run:
             call.sig = call.tool + "\x00" + canonical(new_args)
         call.action = decision.action
         call.findings = decision.findings
-        self._decided[call.call_id] = decision
+        self._keep(self._decided, call, decision, "call")
         if decision.action == "allow":
             self.view._mark_ran(call, write=resolved.risk != "read")
             self._tracker.on_ran(call.sig, call.step)
@@ -1029,7 +1070,8 @@ class Run:
                     tool=call.tool,
                     call_id=call_id,
                 )
-                call.action, self._decided[call_id] = d.action, d
+                call.action = d.action
+                self._keep(self._decided, call, d, "call")
                 return "wait"
             if claim.owner:
                 self._begun.add(call_id)  # its result completes the ledger entry
@@ -1212,7 +1254,7 @@ class Run:
         decision = Decision.escalate(finding.message, (finding,), tool=call.tool, call_id=call.call_id)
         decision = self._numbered(call, decision)
         call.action, call.findings = decision.action, decision.findings
-        self._decided[call.call_id] = decision
+        self._keep(self._decided, call, decision, "call")
         self._write(self._next_seq(), "tool_call", _call_data(call, decision), durable=True)
         self._file(call, decision, unknown=True)
         return decision
@@ -1280,7 +1322,7 @@ class Run:
                 if known is not None and known.args == args:
                     # The same call decided again (an unknown outcome escalated after a restart).
                     known.action, known.findings = dec.action, dec.findings
-                    self._decided[known.call_id] = dec
+                    self._keep(self._decided, known, dec, "call")
                     continue
                 call = ToolCall(str(d["tool"]), dict(args), str(d["call_id"]), ev.seq)
                 self._apply_call(
@@ -1302,7 +1344,7 @@ class Run:
                 after = tuple(f for f in dec.findings if f.check != CONFLICT)
                 self._apply_result(done, d.get("output"), d.get("error"), after, d.get("milestones") or [])
                 self._finish_result(done, dec)
-                self._results[cid] = dec
+                self._keep(self._results, done, dec, "result")
             elif ev.type == "human":
                 pending = self.view.call(str(d["call_id"]))
                 if pending is None:
