@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import headway
 from headway import Decision, Finding, Guard, Identity, Milestone, Policy, RunView, Tool, ToolCall, checks
 
@@ -85,3 +87,22 @@ def test_the_contract_signatures_work_as_the_issue_writes_them() -> None:
     assert isinstance(other, Decision)
     assert all(isinstance(f, Finding) for f in d.findings)
     assert run.progress.reached == ("found",)
+
+
+def test_decisions_and_events_are_frozen_values_in_either_build() -> None:
+    # Both write their fields in a hand-written __init__ (compiled, slot stores); frozen must still hold,
+    # and keyword construction, defaults, equality and hashing behave as dataclasses' own.
+    from dataclasses import FrozenInstanceError
+
+    from headway.traces import Event
+
+    d = Decision(action="block", reason="no lookup", tool="refund_order", call_id="c1")
+    assert d == Decision("block", "no lookup", (), 0.0, "refund_order", "c1")
+    assert hash(d) == hash(Decision("block", "no lookup", tool="refund_order", call_id="c1"))
+    assert (d.stage, d.question, d.escalation_id) == ("call", None, None)
+    e = Event("r", 1, 0.5, "user", {"text": "hi"})
+    for obj, name in ((d, "action"), (e, "seq")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(obj, name, "x")
+    with pytest.raises(TypeError):
+        Decision()  # type: ignore[call-arg]
