@@ -275,3 +275,46 @@ def stems(arg: str) -> tuple[str, ...]:
             base = a[: -len(suffix)]
             break
     return tuple(dict.fromkeys((a, a + "s", base, base + "s")))
+
+
+# ---- errors inside results ---------------------------------------------------------------------------
+
+_ERROR_TEXT_RE = re.compile(
+    r"^\s*(error|exception|traceback|failed|failure|fatal)\b|traceback \(most recent call last\)|"
+    r"internal server error|\b(5\d\d|4\d\d) (bad request|not found|unauthorized|forbidden|error)\b",
+    re.IGNORECASE,
+)
+_ERROR_STATUS = {"error", "failed", "failure", "fail", "exception"}
+
+
+_ERROR_KEYS = ("error", "errors", "exception", "error_message")
+_ERROR_FIELDS = frozenset((*_ERROR_KEYS, "status", "state", "result", "success", "ok", "status_code", "code"))
+
+
+def error_in(output: Any) -> str | None:
+    """The error a "successful" tool result carries (`{"error": ...}`, `status: failed`, an error text),
+    or None. Here rather than in checks: it runs on every result, and this module is compiled."""
+    if type(output) is dict:
+        if _ERROR_FIELDS.isdisjoint(output):
+            return None  # most results: no field that could carry an error, one set operation
+    elif isinstance(output, str):
+        m = _ERROR_TEXT_RE.search(output[:2000])
+        return output[:200] if m else None
+    elif not isinstance(output, Mapping):
+        return None
+    # Only the top-level object speaks for the call: a nested "error" may be data (a past incident).
+    d = output
+    for key in _ERROR_KEYS:
+        v = d.get(key)
+        if v:
+            return f"{key}: {json.dumps(v, default=repr)[:200]}"
+    for key in ("status", "state", "result"):
+        v = d.get(key)
+        if isinstance(v, str) and v.strip().casefold() in _ERROR_STATUS:
+            return f"{key}: {v}"
+    if d.get("success") is False or d.get("ok") is False:
+        return "success: false" if d.get("success") is False else "ok: false"
+    code = d.get("status_code", d.get("code"))
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return f"code: {code}"
+    return None

@@ -6,13 +6,12 @@ a call it sees the proposed arguments; after it, `call.output` and `call.error` 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, overload
 
-from ._normalize import any_match, as_patterns, dicts, is_id_key, leaves, mentions, norm
+from ._normalize import any_match, as_patterns, dicts, error_in, is_id_key, leaves, mentions, norm
 from ._policy import Check, CheckResult
 from ._types import KINDS, SEVERITIES, Action, Finding, Kind, Severity
 from ._view import RunView, ToolCall
@@ -686,44 +685,6 @@ def unambiguous(*args: str, severity: Severity = "high") -> Check:
 
 # ---- after a call ----------------------------------------------------------------------------------
 
-_ERROR_TEXT_RE = re.compile(
-    r"^\s*(error|exception|traceback|failed|failure|fatal)\b|traceback \(most recent call last\)|"
-    r"internal server error|\b(5\d\d|4\d\d) (bad request|not found|unauthorized|forbidden|error)\b",
-    re.IGNORECASE,
-)
-_ERROR_STATUS = {"error", "failed", "failure", "fail", "exception"}
-
-
-_ERROR_KEYS = ("error", "errors", "exception", "error_message")
-_ERROR_FIELDS = frozenset((*_ERROR_KEYS, "status", "state", "result", "success", "ok", "status_code", "code"))
-
-
-def _error_in(output: Any) -> str | None:
-    if type(output) is dict:
-        if _ERROR_FIELDS.isdisjoint(output):
-            return None  # most results: no field that could carry an error, one set operation
-    elif isinstance(output, str):
-        m = _ERROR_TEXT_RE.search(output[:2000])
-        return output[:200] if m else None
-    elif not isinstance(output, Mapping):
-        return None
-    # Only the top-level object speaks for the call: a nested "error" may be data (a past incident).
-    d = output
-    for key in _ERROR_KEYS:
-        v = d.get(key)
-        if v:
-            return f"{key}: {json.dumps(v, default=repr)[:200]}"
-    for key in ("status", "state", "result"):
-        v = d.get(key)
-        if isinstance(v, str) and v.strip().casefold() in _ERROR_STATUS:
-            return f"{key}: {v}"
-    if d.get("success") is False or d.get("ok") is False:
-        return "success: false" if d.get("success") is False else "ok: false"
-    code = d.get("status_code", d.get("code"))
-    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
-        return f"code: {code}"
-    return None
-
 
 class _NoErrorPayload(_Check):
     def __init__(self, severity: Severity) -> None:
@@ -732,7 +693,7 @@ class _NoErrorPayload(_Check):
     def run(self, call: ToolCall, view: RunView) -> CheckResult:
         if call.error is not None:
             return None
-        err = _error_in(call.output)
+        err = error_in(call.output)
         if err is None:
             return None
         return self.finding(

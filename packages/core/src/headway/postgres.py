@@ -22,6 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(f'headway.postgres needs psycopg 3: pip install "headway[postgres]" ({exc})') from exc
 
+from ._encode import DEFAULT_MAX_FIELD_CHARS, _Row
 from ._escalations import (
     Claim,
     Delivery,
@@ -37,16 +38,7 @@ from ._escalations import (
     filters,
     validate_decision,
 )
-from ._store import (
-    _PAGE,
-    DEFAULT_MAX_FIELD_CHARS,
-    RunInfo,
-    TraceFormatError,
-    _BatchedStore,
-    _Batcher,
-    _event,
-    _Row,
-)
+from ._store import _PAGE, RunInfo, TraceFormatError, _BatchedStore, _Batcher, _event
 from ._types import Event
 
 __all__ = ["PostgresStore"]
