@@ -4,6 +4,7 @@ scenarios, pauses and resumes through the agent's checkpointer, a stop ends the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain.agents import create_agent
@@ -29,18 +30,23 @@ def user(text: str) -> InputAgentState:
     return {"messages": [HumanMessage(text)]}
 
 
+def agent_for(guard: Guard, desk: SupportDesk, script: list[AIMessage]) -> Any:
+    """The support desk as a create_agent agent: scripted model, the desk's tools, headway's middleware."""
+    return create_agent(
+        ScriptedChatModel(script=script),
+        desk_tools(desk),
+        middleware=[HeadwayMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_same_decisions_as_the_core(scenario: Scenario, policy: Policy, tmp_path: Path) -> None:
     with Guard(policy, store=MemoryStore()) as guard:
         core_desk = SupportDesk(tmp_path / "core.db", faults=scenario.faults)
         expected = core_play(scenario, guard, core_desk, run_id="core")
         desk = SupportDesk(tmp_path / "agent.db", faults=scenario.faults)
-        agent = create_agent(
-            ScriptedChatModel(script=script_for(scenario)),
-            desk_tools(desk),
-            middleware=[HeadwayMiddleware(guard)],
-            checkpointer=InMemorySaver(),
-        )
+        agent = agent_for(guard, desk, script_for(scenario))
         got = play(scenario, guard, desk, InMemorySaver(), thread_id="agent", graph=agent)
         assert {k: d.action for k, d in got.items()} == {k: d.action for k, d in expected.items()}
         assert desk.count("refunds") == core_desk.count("refunds")
@@ -48,12 +54,7 @@ def test_same_decisions_as_the_core(scenario: Scenario, policy: Policy, tmp_path
 
 def test_stop_ends_the_run_with_a_message_from_headway(guard: Guard, desk: SupportDesk) -> None:
     script = [turn("", ("lookup_order", f"c{i}", {"order_id": "A1"})) for i in range(8)]
-    agent = create_agent(
-        ScriptedChatModel(script=script),
-        desk_tools(desk),
-        middleware=[HeadwayMiddleware(guard)],
-        checkpointer=InMemorySaver(),
-    )
+    agent = agent_for(guard, desk, script)
     out = agent.invoke(user(f"{ALICE} where is A1?"), config("t"))
     last = out["messages"][-1]
     assert isinstance(last, AIMessage)
@@ -65,12 +66,7 @@ def test_stop_ends_the_run_with_a_message_from_headway(guard: Guard, desk: Suppo
 async def test_parallel_calls_pause_and_resume_once_async(guard: Guard, desk: SupportDesk) -> None:
     from langchain.agents.middleware import AgentMiddleware
 
-    agent = create_agent(
-        ScriptedChatModel(script=SCRIPT),
-        desk_tools(desk),
-        middleware=[HeadwayMiddleware(guard)],
-        checkpointer=InMemorySaver(),
-    )
+    agent = agent_for(guard, desk, SCRIPT)
     assert isinstance(HeadwayMiddleware(guard), AgentMiddleware)
     cfg = config("t")
     await agent.ainvoke(user(f"{ALICE} Order A3 has a cracked top, refund please."), cfg)
@@ -83,12 +79,7 @@ async def test_parallel_calls_pause_and_resume_once_async(guard: Guard, desk: Su
 def test_an_unsupported_final_answer_goes_back_once_then_is_replaced(guard: Guard, desk: SupportDesk) -> None:
     # No refund ran, yet the model says it refunded: the user must never read that claim.
     claim = "I have refunded $40 for order A1."
-    agent = create_agent(
-        ScriptedChatModel(script=[turn(claim), turn(claim)]),
-        desk_tools(desk),
-        middleware=[HeadwayMiddleware(guard)],
-        checkpointer=InMemorySaver(),
-    )
+    agent = agent_for(guard, desk, [turn(claim), turn(claim)])
     out = agent.invoke(user(f"{ALICE} my order A1 arrived broken, refund it"), config("t"))
     msgs = out["messages"]
     feedback = [m for m in msgs if isinstance(m, HumanMessage) and m.name == "headway"]
@@ -105,12 +96,7 @@ def test_an_unsupported_final_answer_goes_back_once_then_is_replaced(guard: Guar
 
 def test_a_corrected_final_answer_is_delivered(guard: Guard, desk: SupportDesk) -> None:
     fixed = "I could not refund order A1 yet: I need to look it up first."
-    agent = create_agent(
-        ScriptedChatModel(script=[turn("I have refunded $40 for order A1."), turn(fixed)]),
-        desk_tools(desk),
-        middleware=[HeadwayMiddleware(guard)],
-        checkpointer=InMemorySaver(),
-    )
+    agent = agent_for(guard, desk, [turn("I have refunded $40 for order A1."), turn(fixed)])
     out = agent.invoke(user(f"{ALICE} my order A1 arrived broken, refund it"), config("t"))
     last = out["messages"][-1]
     assert isinstance(last, AIMessage)
