@@ -3,7 +3,7 @@
 A sync handler run inline (the cheapest kind); it listens to model and tool events only, since chain
 events are the bulk of a graph's callbacks and carry nothing headway needs. Tool callbacks arrive from
 ToolNode worker threads: the state here is per-event dictionaries, each touched by single atomic dict
-operations, and the seen user messages, under a lock.
+operations, and the seen user messages on the run, under a module lock.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from ._version import check_versions
 _WHERE_KEYS = ("langgraph_node", "langgraph_step", "langgraph_triggers", "checkpoint_ns")
 _STOP_ONLY: tuple[Action, ...] = ("stop",)
 _SEEN = "headway_langgraph.seen_messages"
+# Guards the seen-message sets on Run.memo. One lock for all handlers, since every handler feeding a run
+# shares its set (a handler is often built per invoke), and a lock of each handler's own would not.
+_SEEN_LOCK = threading.Lock()
 
 
 def _text(content: Any) -> str:
@@ -74,8 +77,6 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         self.stop_on = frozenset(stop_on)
         self.fixed_run_id = run_id
         self.withhold_answers = withhold_answers
-        # For the seen message ids (kept on the run); the two maps below take single, atomic dict operations.
-        self._lock = threading.Lock()
         # langchain run id -> headway run id (on_llm_end carries no metadata); tool run id -> (run, call id)
         self._models: dict[UUID, tuple[str, dict[str, Any]]] = {}
         self._tools: dict[UUID, tuple[str, str, dict[str, Any]]] = {}
@@ -126,7 +127,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
             return []  # the usual prompt after a tool turn: no lock, no lookup
         tail.reverse()
         texts = []
-        with self._lock:
+        with _SEEN_LOCK:
             # The ids of the messages already recorded (a prompt repeats the whole history), kept on the
             # run so they end with it, and shared by every handler feeding it (one per invoke, often).
             seen: set[str] = run.memo.setdefault(_SEEN, set())

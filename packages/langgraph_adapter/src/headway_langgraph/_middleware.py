@@ -26,6 +26,8 @@ from ._version import REQUIRED_AGENTS, check_versions
 
 _HEADWAY = "headway"  # the name on messages headway adds to the conversation
 _SEEN = "headway_langgraph.middleware_seen"  # Run.memo key: ids of the messages this middleware recorded
+# Guards those sets: one lock for all middleware instances, since instances feeding one run share its set.
+_SEEN_LOCK = threading.Lock()
 _AGAIN = "[headway] Answer the user again, claiming only what the tool results show."
 
 
@@ -58,7 +60,6 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         super().__init__()
         self.guard = guard
         self.gate = ToolGate(guard, raise_on_stop=False)
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -82,7 +83,7 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     def _first_time(self, run: Run, msg: AnyMessage) -> bool:
         key = msg.id or f"{type(msg).__name__}:{_text(msg.content)}"
-        with self._lock:
+        with _SEEN_LOCK:
             # message ids already recorded, kept on the run (they end with it), as the handler does
             seen: set[str] = run.memo.setdefault(_SEEN, set())
             if key in seen:
