@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import checks as _checks
 from ._claims import Claim, claimed
+from ._encode import encode_data
 from ._errors import HeadwayError
 from ._escalations import (
     Escalation,
@@ -33,7 +34,6 @@ from ._normalize import any_match, as_patterns, canonical, leaves, norm, parse_p
 from ._policy import RISK_WEIGHT, Thresholds, _Resolved
 from ._progress import Progress, Tracker
 from ._redact import REDACTED, Redactor, cleaner, scrub
-from ._store import encode_data
 from ._types import (
     ACTION_RANK,
     SEVERITY_WEIGHT,
@@ -833,9 +833,8 @@ class Run:
         """Outcomes the answer claims that no successful result backs (or that a failed call contradicts)."""
         findings: list[Finding] = []
         names = [t.name for t in self.policy.tools if not any(ch in t.name for ch in "*?[")]
-        names.extend(
-            self.view._ran_tools
-        )  # not a scan of the calls: a final answer at step 10,000 is as cheap
+        # The tools that ran, not a scan of the calls: a final answer at step 10,000 is as cheap as at 10.
+        names.extend(self.view._ran_tools)
         candidates = []
         for name in dict.fromkeys(names):
             r = self.policy.resolve(name)
