@@ -13,9 +13,8 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from examples.support_desk import SupportDesk, ToolError
+from examples.support_desk import ToolError
 from headway import Decision, Guard, HeadwayError, Policy, testing
 from headway.traces import MemoryStore
 
@@ -82,65 +81,21 @@ def run_langgraph(cases: Sequence[Case], policy: Policy) -> list[Outcome]:
 def run_openai_agents(cases: Sequence[Case], policy: Policy) -> list[Outcome]:
     # Tracing would try to export to OpenAI; the scripted runs never leave the process.
     os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    from examples.openai_support_desk import play
 
     async def all_cases(guard: Guard) -> list[Outcome]:
         out = []
         for case in cases:
             desk = case.desk()
-            got = await _play_sdk(case, guard, desk)
+            # Room for long runs: the SDK's default of 10 turns per Runner.run would end the stall and
+            # audit scripts itself, before headway is tested on them.
+            got = await play(case.scenario, guard, desk, run_id=case.name, max_turns=MAX_TURNS)
             out.append(Outcome(case, got, desk.count("refunds"), desk.count("tickets")))
             desk.close()
         return out
 
     with Guard(policy, store=MemoryStore()) as guard:
         return asyncio.run(all_cases(guard))
-
-
-async def _play_sdk(case: Case, guard: Guard, desk: SupportDesk) -> dict[str, Decision]:
-    """examples/openai_support_desk's `play`, with room for long runs: the SDK's default of 10 turns per
-    Runner.run would end the stall and audit scripts itself, before headway is tested on them."""
-    from agents import Agent, OutputGuardrailTripwireTriggered, RunConfig, Runner, RunResult
-    from agents.items import TResponseInputItem
-    from agents.testing import ScriptedModel
-
-    from examples.openai_support_desk import build_agents, decisions, script
-    from headway_openai_agents import RUN_ID_KEY, HeadwayStopped, guard_agent, resolve, resume
-
-    config = RunConfig(model=ScriptedModel(script(case.scenario)), workflow_name=case.name)
-    context = {RUN_ID_KEY: case.name}
-    agent: Agent[Any] = guard_agent(build_agents(desk), guard)
-    result: RunResult | None = None
-    withheld: str | None = None
-    started = agent
-    try:
-        for step in case.steps:
-            if step.kind == "user":
-                given: str | list[TResponseInputItem] = step.text
-                if result is not None:
-                    started = result.last_agent
-                    given = [*result.to_input_list(), {"role": "user", "content": step.text}]
-                withheld = None
-                try:
-                    result = await Runner.run(
-                        started, given, context=context, run_config=config, max_turns=MAX_TURNS
-                    )
-                except OutputGuardrailTripwireTriggered as e:  # an answer headway withheld
-                    withheld = str(e.guardrail_result.agent_output)
-            elif step.kind == "human" and result is not None:
-                state = result.to_state()
-                resolve(state, guard, step.call_id, step.action, by=step.by, text=step.text or None)
-                withheld = None
-                try:
-                    result = await resume(started, state, guard, run_config=config, max_turns=MAX_TURNS)
-                except OutputGuardrailTripwireTriggered as e:
-                    withheld = str(e.guardrail_result.agent_output)
-            elif step.kind == "end" and withheld is not None:
-                guard.end_run(case.name, withheld)
-            elif step.kind == "end" and result is not None:
-                guard.end_run(case.name, str(result.final_output))
-    except HeadwayStopped:
-        pass
-    return decisions(guard, case.name)
 
 
 def run(path: str, cases: Sequence[Case], policy: Policy) -> list[Outcome]:

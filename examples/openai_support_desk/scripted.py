@@ -73,9 +73,14 @@ async def play(
     run_id: str | None = None,
     streamed: bool = False,
     echo: Callable[[str], None] | None = None,
+    max_turns: int | None = None,
 ) -> dict[str, Decision]:
-    """Play one scenario through guarded agents and the real Runner; returns headway's decisions."""
+    """Play one scenario through guarded agents and the real Runner; returns headway's decisions.
+
+    `max_turns`: model turns per `Runner.run` (the SDK's default is 10); long scripts need more.
+    """
     say = echo or (lambda _line: None)
+    turns: dict[str, Any] = {} if max_turns is None else {"max_turns": max_turns}
     rid = run_id or scenario.name
     model = ScriptedModel(script(scenario))
     config = RunConfig(model=model, workflow_name=f"support-desk {scenario.name}")
@@ -98,10 +103,10 @@ async def play(
                 try:
                     if streamed:
                         result = await _drain(
-                            Runner.run_streamed(started, given, context=context, run_config=config)
+                            Runner.run_streamed(started, given, context=context, run_config=config, **turns)
                         )
                     else:
-                        result = await Runner.run(started, given, context=context, run_config=config)
+                        result = await Runner.run(started, given, context=context, run_config=config, **turns)
                 except OutputGuardrailTripwireTriggered as e:
                     # headway withheld the answer (a claim no result backs): the user is told so instead,
                     # and the run's end is judged on what the model said.
@@ -123,9 +128,9 @@ async def play(
                 try:
                     if streamed:
                         settle(state, guard)
-                        result = await _drain(Runner.run_streamed(started, state, run_config=config))
+                        result = await _drain(Runner.run_streamed(started, state, run_config=config, **turns))
                     else:
-                        result = await resume(started, state, guard, run_config=config)
+                        result = await resume(started, state, guard, run_config=config, **turns)
                 except OutputGuardrailTripwireTriggered as e:
                     withheld = str(e.guardrail_result.agent_output)
                     say(f"  agent     (withheld) {withheld}")
