@@ -744,6 +744,33 @@ def test_write_decisions_are_on_disk_before_tool_call_returns(tmp_path: Path) ->
     guard.close()
 
 
+def test_an_allowed_end_is_batched_and_an_unsupported_one_committed_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    policy = Policy(tools=[Tool("lookup_order", risk="read"), Tool("refund_order", risk="irreversible")])
+    guard = Guard(policy, store=SQLiteStore(db, flush_interval=60))
+
+    def on_disk(run_id: str) -> list[str]:
+        with closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute("SELECT type FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
+            return [t for (t,) in rows]
+
+    run = guard.start_run("fine")
+    do(run, "lookup_order", {"order_id": "A1"}, "c1", {"order_id": "A1", "status": "shipped"})
+    assert guard.end_run("fine", "Order A1 has shipped.") == Decision.allow(stage="end")
+    assert on_disk("fine") == []  # batched: no commit of its own
+    # this process still sees the end: the same id starts a new run, numbered after the old one's events
+    again = guard.start_run("fine")
+    assert again is not run and again.last_seq == 5 and not again.ended  # its start event follows the end
+    assert on_disk("fine")[-2:] == ["tool_result", "end"]  # reading the run flushed it
+
+    claimed = guard.start_run("claims")
+    do(claimed, "lookup_order", {"order_id": "A1"}, "c1", {"order_id": "A1"})
+    d = claimed.end("I have refunded order A1.")
+    assert d.action != "allow"
+    assert on_disk("claims")[-1] == "end"  # a decision worth keeping: committed before end() returns
+    guard.close()
+
+
 def test_decisions_carry_the_call() -> None:
     run = make_run(refund_policy())
     run.user("$40")
