@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import headway._report
 from examples.support_desk import SCENARIOS, SupportDesk
@@ -358,14 +360,58 @@ def test_a_postgresql_store_reads_like_sqlite(db: Path) -> None:
         r = report(dsn)
         assert r.sources == (dsn,)
         assert comparable(r) == comparable(report(db))
+        # libpq's keyword form reads the same; its password (ignored by this trusting server) is hidden
+        keywords = f"host={conninfo['host']} port={conninfo['port']} user={conninfo['user']} dbname=report"
+        r = report(f"{keywords} password=hunter2")
+        assert r.sources == (f"{keywords} password=***",)
+        assert comparable(r) == comparable(report(db))
     finally:
         server.stop()
 
 
-def test_an_unreachable_postgresql_store_is_named_without_its_password() -> None:
-    with pytest.raises(HeadwayError, match=r"postgresql://u:\*\*\*@127\.0\.0\.1:1/db") as info:
-        report("postgresql://u:s3cret@127.0.0.1:1/db")
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://u:s3cret@127.0.0.1:1/db", "postgresql://u:***@127.0.0.1:1/db"),
+        ("postgres://u@127.0.0.1:1/db?password=s3cret", "postgres://u@127.0.0.1:1/db?password=***"),
+        ("host=127.0.0.1 port=1 dbname=db password=s3cret", "host=127.0.0.1 port=1 dbname=db password=***"),
+        (
+            "host=127.0.0.1 port=1 password='s3cret it\\'s' user=u",
+            "host=127.0.0.1 port=1 password=*** user=u",
+        ),
+    ],
+)
+def test_an_unreachable_postgresql_store_is_named_without_its_password(dsn: str, shown: str) -> None:
+    with pytest.raises(HeadwayError, match="cannot open the PostgreSQL store") as info:
+        report(dsn + ("&" if "?" in dsn else "?" if "://" in dsn else " ") + "connect_timeout=2")
+    assert shown in str(info.value)
     assert "s3cret" not in str(info.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    password=st.text(st.characters(blacklist_categories=("Cs", "Zs", "Cc")), min_size=1).map(
+        lambda p: "Q7" + p
+    ),
+    form=st.sampled_from(["url", "query", "keyword", "quoted"]),
+)
+def test_a_dsn_label_never_shows_its_password(password: str, form: str) -> None:
+    from urllib.parse import quote
+
+    if form == "url":
+        dsn = f"postgresql://user:{quote(password, safe='')}@db.internal:5432/agents"
+    elif form == "query":
+        dsn = f"postgresql://user@db.internal/agents?sslmode=require&password={quote(password, safe='')}"
+    elif form == "keyword":
+        dsn = f"host=db.internal password={password} dbname=agents"
+    else:
+        escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+        dsn = f"host=db.internal password='{escaped} and more' dbname=agents"
+    label = headway._report.redact_dsn(dsn)
+    assert password not in label
+    assert quote(password, safe="") not in label
+    assert "***" in label
+    assert "db.internal" in label
 
 
 # ---- the command line ------------------------------------------------------------------------------------

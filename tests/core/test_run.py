@@ -760,7 +760,9 @@ def test_an_allowed_end_is_batched_and_an_unsupported_one_committed_at_once(tmp_
     assert on_disk("fine") == []  # batched: no commit of its own
     # this process still sees the end: the same id starts a new run, numbered after the old one's events
     again = guard.start_run("fine")
-    assert again is not run and again.last_seq == 5 and not again.ended  # its start event follows the end
+    assert again is not run
+    assert not again.ended
+    assert again.last_seq == 5  # its start event follows the end
     assert on_disk("fine")[-2:] == ["tool_result", "end"]  # reading the run flushed it
 
     claimed = guard.start_run("claims")

@@ -15,7 +15,7 @@ from headway.traces import Event
 
 
 def as_url(dsn: str) -> str:
-    """The fixture's `host=/socket/dir ...` DSN as the postgresql:// URL the CLI takes."""
+    """The fixture's `host=/socket/dir ...` DSN as a postgresql:// URL (the CLI takes both forms)."""
     if dsn.startswith("postgresql://"):
         return dsn
     p = conninfo_to_dict(dsn)
@@ -49,6 +49,20 @@ def test_list_show_and_approve_over_postgres(dsn: str, capsys: pytest.CaptureFix
         decided = store.get("esc_pg")
     assert decided is not None
     assert (decided.status, decided.decided_by) == ("approved", "alice")
+
+
+def test_the_cli_takes_libpq_keyword_dsns_too(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    keywords = (
+        dsn
+        if not dsn.startswith("postgresql://")
+        else " ".join(f"{k}={v}" for k, v in conninfo_to_dict(dsn).items())
+    )
+    with PostgresStore(keywords) as store:
+        store.append(Event("kw", 0, 1.0, "user", {"text": "hello"}), durable=True)
+    assert main(["--store", keywords, "escalations", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["escalations"] == []
+    assert main(["--store", keywords, "report", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] >= 1
 
 
 def test_an_unreachable_server_is_a_refusal_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:

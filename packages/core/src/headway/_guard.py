@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._escalations import Escalation, EscalationStore, MemoryEscalations, SQLiteEscalations
 from ._policy import Policy
 from ._run import Run
-from ._store import MemoryStore, SQLiteStore, TraceStore, is_postgres_url
+from ._store import MemoryStore, SQLiteStore, TraceStore, is_postgres_dsn
 from ._types import Decision
 
 if TYPE_CHECKING:
@@ -28,8 +27,6 @@ DEFAULT_TRACES = ".headway/traces.db"
 
 
 _log = logging.getLogger("headway")
-# libpq's keyword form ("host=/run/pg dbname=headway"), which would otherwise become a SQLite file name.
-_KEYWORD_DSN = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service)\s*=")
 
 
 def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore:
@@ -40,7 +37,7 @@ def _open_store(store: TraceStore | str | os.PathLike[str] | None) -> TraceStore
         target = str(store)
         if target == ":memory:":
             return MemoryStore()
-        if is_postgres_url(target) or _KEYWORD_DSN.match(target):
+        if is_postgres_dsn(target):
             from .postgres import PostgresStore  # optional: headway[postgres]
 
             return PostgresStore(target)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import HeadwayError
 from ._guard import DEFAULT_TRACES
-from ._store import is_postgres_url
+from ._store import is_postgres_dsn
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -90,7 +90,7 @@ def _export(args: argparse.Namespace) -> int:
     provider.add_span_processor(BatchSpanProcessor(counted))
     stores: Stores | None = None
     try:
-        if is_postgres_url(target):
+        if is_postgres_dsn(target):
             from .cli import open_stores
 
             stores = open_stores(target)

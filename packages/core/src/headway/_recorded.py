@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._errors import HeadwayError
-from ._store import TraceStore, is_postgres_url
+from ._store import TraceStore, is_postgres_dsn
 from ._types import Event
 from .traces import open_store, read_jsonl
 
@@ -67,7 +67,7 @@ def _opened(source: Source) -> Iterator[TraceStore | Path]:
         yield source
         return
     target = os.fspath(source)
-    if is_postgres_url(target):
+    if is_postgres_dsn(target):
         # By name: the PostgreSQL backend is an extra (and imports psycopg).
         try:
             store: TraceStore = importlib.import_module("headway.postgres").PostgresStore(target)

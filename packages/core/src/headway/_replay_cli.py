@@ -14,7 +14,7 @@ from ._errors import HeadwayError
 from ._guard import DEFAULT_TRACES
 from ._policy import Policy
 from ._replay import ReplayResult, Source, iter_replay
-from ._store import is_postgres_url
+from ._store import is_postgres_dsn
 from ._sweep import MAX_GRID, _sweep, merged_labels, missing_runs
 
 
@@ -66,7 +66,7 @@ def _open_sources(args: argparse.Namespace, stack: contextlib.ExitStack) -> list
     ]
     out: list[Source] = []
     for target in given:
-        if is_postgres_url(target):
+        if is_postgres_dsn(target):
             from .cli import open_stores
 
             stores = open_stores(target)

@@ -13,6 +13,7 @@ import importlib
 import json
 import json.scanner
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import HeadwayError
-from ._store import SCHEMA_VERSION, TraceFormatError, TraceStore, is_postgres_url
+from ._store import SCHEMA_VERSION, TraceFormatError, TraceStore, is_postgres_dsn
 from ._types import ACTIONS, KINDS, SEVERITIES, SEVERITY_WEIGHT
 from .traces import _is_jsonl, validate_event
 
@@ -207,8 +208,8 @@ def report(
 
 def _open(source: Source, progress: Progress | None) -> tuple[str, Iterator[_Rec], bool]:
     """A label, the records and whether they come grouped by run (stores) or in any order (JSONL)."""
-    if isinstance(source, str) and is_postgres_url(source):
-        label = _redact_dsn(source)
+    if isinstance(source, str) and is_postgres_dsn(source):
+        label = redact_dsn(source)
         return label, _postgres(source, label, progress), True
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -222,12 +223,27 @@ def _open(source: Source, progress: Progress | None) -> tuple[str, Iterator[_Rec
     return repr(source), _store(source, repr(source), progress, close=False), True
 
 
-def _redact_dsn(dsn: str) -> str:
+# A keyword DSN's password: `password=secret` or `password = 'it\'s secret'` (libpq's quoting); an
+# unterminated quote hides the rest of the DSN.
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)")
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN to show in labels and messages: its password, wherever libpq would read it from, as ***."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
     parts = urllib.parse.urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        parts = parts._replace(netloc=netloc)
+    if parts.query:  # ?password=... works too
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if any(k == "password" for k, _ in query):
+            hidden = [(k, "***" if k == "password" else v) for k, v in query]
+            parts = parts._replace(query=urllib.parse.urlencode(hidden, safe="*/"))
+    return urllib.parse.urlunsplit(parts)
 
 
 def _postgres(dsn: str, label: str, progress: Progress | None) -> Iterator[_Rec]:

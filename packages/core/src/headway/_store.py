@@ -9,6 +9,7 @@ import json
 import json.encoder
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -48,9 +49,14 @@ class TraceFormatError(ValueError):
         self.line = line
 
 
-def is_postgres_url(target: str) -> bool:
-    """Whether a store argument names a PostgreSQL database (`postgresql://...`) rather than a file."""
-    return target.startswith(("postgresql://", "postgres://"))
+# libpq's keyword form ("host=/run/pg dbname=headway"), which would otherwise become a SQLite file name.
+_KEYWORD_DSN = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service)\s*=")
+
+
+def is_postgres_dsn(target: str) -> bool:
+    """Whether a store argument names a PostgreSQL database rather than a file: a `postgresql://` (or
+    `postgres://`) URL, or libpq's keyword form (`host=... dbname=...`)."""
+    return target.startswith(("postgresql://", "postgres://")) or _KEYWORD_DSN.match(target) is not None
 
 
 @dataclass(frozen=True, slots=True)

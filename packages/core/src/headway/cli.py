@@ -41,7 +41,7 @@ from ._guard import DEFAULT_TRACES
 from ._otel_cli import register as _register_otel
 from ._replay_cli import register as _register_replay
 from ._report_cli import register as _register_report
-from ._store import SQLiteStore, TraceFormatError, TraceStore, is_postgres_url
+from ._store import SQLiteStore, TraceFormatError, TraceStore, is_postgres_dsn
 from ._testing_cli import register as _register_testing
 from ._types import Event
 
@@ -80,7 +80,7 @@ def open_stores(target: str | None = None, *, create: bool = False) -> Stores:
     `.headway/traces.db`). A missing SQLite file is refused unless `create`: a typo in --store should
     not leave an empty database behind."""
     target = target or os.environ.get("HEADWAY_TRACES") or DEFAULT_TRACES
-    if is_postgres_url(target):
+    if is_postgres_dsn(target):
         try:
             # Imported by name so the CLI works (and type-checks) without the PostgreSQL backend.
             module = importlib.import_module("headway.postgres")
