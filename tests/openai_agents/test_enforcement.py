@@ -186,5 +186,98 @@ async def test_a_supported_final_answer_passes(guard: Guard, desk: SupportDesk) 
     convo.script(text("Could you tell me your order number?"))
     result = await convo.say(f"{ALICE} Something is wrong with my order.")
     assert result.final_output == "Could you tell me your order number?"
-    [g] = [r for r in result.output_guardrail_results if r.guardrail.get_name() == "headway_final_answer"]
-    assert not g.output.tripwire_triggered
+    # judged when the model answered (the agent hooks), so the SDK ran no output guardrail of headway's
+    assert result.output_guardrail_results == []
+    guard.flush()
+    [answer] = [e for e in guard.store.events("r1") if e.type == "model" and e.data["text"]]
+    assert answer.data["decision"]["action"] == "allow"
+
+
+async def test_a_withheld_answer_reaches_the_agents_own_hooks_and_the_stream(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    from agents import AgentHooks, OutputGuardrailTripwireTriggered
+
+    from examples.openai_support_desk import build_agents
+    from headway_openai_agents import guard_agent
+
+    seen: list[str] = []
+
+    class Mine(AgentHooks[Any]):
+        async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
+            seen.append(agent.name)
+
+    convo = Convo(guard, desk)
+    convo.agent = guard_agent(build_agents(desk).clone(hooks=Mine()), guard)
+    convo.script(text("I have refunded $40 for order A1."))
+    streamed = Runner.run_streamed(
+        convo.agent, f"{ALICE} Refund order A1.", context=convo.context, run_config=convo.config
+    )
+    with pytest.raises(OutputGuardrailTripwireTriggered) as info:
+        async for _ in streamed.stream_events():
+            pass
+    got = info.value.guardrail_result
+    assert got.guardrail.get_name() == "headway_final_answer"
+    assert got.agent_output == "I have refunded $40 for order A1."
+    assert got.output.output_info["action"] in ("block", "escalate")
+    assert seen == ["triage"]  # the agent's own hook saw the turn before headway withheld it
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tool_use_behavior": "stop_on_first_tool"},
+        {"output_type": dict},
+        {"hooks": False},
+    ],
+    ids=["tool_use_behavior", "output_type", "no_hooks"],
+)
+def test_an_agent_whose_output_may_not_be_a_model_answer_keeps_the_output_guardrail(
+    guard: Guard, change: dict[str, Any]
+) -> None:
+    from agents import Agent
+
+    from headway_openai_agents import guard_agent
+
+    hooks = change.pop("hooks", True)
+    plain = guard_agent(Agent[Any](name="plain"), guard)
+    assert [g.name for g in plain.output_guardrails] == []
+    other = guard_agent(Agent[Any](name="other", **change), guard, hooks=hooks)
+    assert [g.name for g in other.output_guardrails] == ["headway_final_answer"]
+
+
+async def test_a_tool_result_as_final_output_is_judged_by_the_output_guardrail(guard: Guard) -> None:
+    from agents import Agent, OutputGuardrailTripwireTriggered, RunConfig, function_tool
+    from agents.testing import ScriptedModel
+
+    from headway_openai_agents import RUN_ID_KEY, guard_agent
+
+    @function_tool
+    def open_ticket(subject: str) -> str:
+        """Open a support ticket."""
+        raise RuntimeError("ticket service down")
+
+    @function_tool
+    def tell(message: str) -> str:
+        """Say something to the user."""
+        return message
+
+    model = ScriptedModel(
+        [call("open_ticket", "t1", subject="lamp"), call("tell", "t2", message="I have opened a ticket.")]
+    )
+    agent = guard_agent(
+        Agent[Any](
+            name="desk", tools=[open_ticket, tell], tool_use_behavior={"stop_at_tool_names": ["tell"]}
+        ),
+        guard,
+    )
+    with pytest.raises(OutputGuardrailTripwireTriggered) as info:
+        await Runner.run(
+            agent, "open a ticket", context={RUN_ID_KEY: "told"}, run_config=RunConfig(model=model)
+        )
+    # The SDK strips a tool's output from the exception (its data-free payload); headway's record has it.
+    assert info.value.guardrail_result.guardrail.get_name() == "headway_final_answer"
+    guard.flush()
+    final = [e for e in guard.store.events("told") if e.type == "model"][-1]
+    assert final.data["text"] == "I have opened a ticket."
+    assert [f["kind"] for f in final.data["decision"]["findings"]] == ["ignored_tool_error"]

@@ -22,12 +22,14 @@ def guard_agent(agent: A, guard: Guard, *, hooks: bool = True) -> A:
     """A clone of `agent` (and of every agent it can hand off to) enforcing `guard`'s policy.
 
     Each function tool is copied with headway's tool input and output guardrails and a
-    `needs_approval` bound to the policy (escalate and clarify become the SDK's interruptions), and
-    each agent gets an output guardrail that withholds a final answer claiming an outcome no tool result
-    backs (the SDK raises `OutputGuardrailTripwireTriggered` instead of returning it). With
-    `hooks=True` the clones also record the conversation (model turns, user messages) into the run, so
-    no `HeadwayRunHooks` is needed. Agent names are kept, so a RunState saved from a guarded graph
-    resumes against a guarded graph rebuilt the same way in another process.
+    `needs_approval` bound to the policy (escalate and clarify become the SDK's interruptions). A final
+    answer claiming an outcome no tool result backs is withheld: the SDK raises
+    `OutputGuardrailTripwireTriggered` (from headway's `headway_final_answer` guardrail) instead of
+    returning it. With `hooks=True` the clones also record the conversation (model turns, user
+    messages) into the run, so no `HeadwayRunHooks` is needed, and the answer is checked as the model
+    gives it; an agent whose final output may not be a model's answer (see `_answer_needs_guardrail`)
+    gets `headway_final_answer` as an output guardrail instead. Agent names are kept, so a RunState
+    saved from a guarded graph resumes against a guarded graph rebuilt the same way in another process.
     """
     check_sdk_version()
     if not isinstance(agent, Agent):
@@ -47,8 +49,10 @@ def _clone(
     if hit is not None:
         return hit
     agent_hooks = agent.hooks
+    as_guardrail = observer is None or _answer_needs_guardrail(agent)
     if observer is not None:
-        agent_hooks = GuardedAgentHooks(observer, agent.hooks)
+        withhold = None if as_guardrail else gate.answer_guardrail
+        agent_hooks = GuardedAgentHooks(observer, agent.hooks, withhold)
     # Fresh lists everywhere: Agent.clone is shallow and would share them with the caller's agent.
     clone = agent.clone(
         tools=[_guard_tool(t, gate) for t in agent.tools],
@@ -57,13 +61,25 @@ def _clone(
         input_guardrails=list(agent.input_guardrails),
         output_guardrails=[
             *(g for g in agent.output_guardrails if g.name != gate.answer_guardrail.name),
-            gate.answer_guardrail,
+            *((gate.answer_guardrail,) if as_guardrail else ()),
         ],
         mcp_servers=list(agent.mcp_servers),
     )
     clones[id(agent)] = clone  # before the handoffs: agents may hand back to each other
     clone.handoffs = [_guard_handoff(h, gate, observer, clones) for h in agent.handoffs]
     return clone
+
+
+def _answer_needs_guardrail(agent: Agent[Any]) -> bool:
+    """Whether the agent's final output may be something other than the text of a model turn without
+    function calls, which is what the agent hooks judge: a tool's result (`tool_use_behavior`), a
+    structured `output_type`, or a turn of a hosted tool the SDK runs itself. Such an agent gets the
+    output guardrail, which judges whatever the final output is."""
+    return (
+        agent.tool_use_behavior != "run_llm_again"
+        or agent.output_type not in (None, str)
+        or any(not isinstance(t, FunctionTool) for t in agent.tools)
+    )
 
 
 def _guard_tool(tool: Any, gate: Gate) -> Any:

@@ -2,7 +2,8 @@
 
 Tool calls and results are recorded by the tool guardrails (they see every call, also on resume); the
 hooks see the conversation around them. A model turn headway answers with `stop` ends the run with
-`HeadwayStopped`, which the SDK raises with its run data.
+`HeadwayStopped`, which the SDK raises with its run data; the agent hooks of `guard_agent` also withhold
+a final answer that claims what no result backs (`OutputGuardrailTripwireTriggered`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from agents import (
     Agent,
     AgentHookContext,
     AgentHooks,
+    GuardrailFunctionOutput,
     Handoff,
     ModelResponse,
+    OutputGuardrail,
+    OutputGuardrailResult,
+    OutputGuardrailTripwireTriggered,
     RunContextWrapper,
     RunHooks,
     Tool,
+    guardrail_span,
 )
 from agents.items import TResponseInputItem
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
 
-from headway import Guard, Run
+from headway import Decision, Guard, Run
 
 from ._compat import check_sdk_version
 from ._errors import HeadwayStopped
@@ -100,14 +106,26 @@ class Observer:
         for text in new:
             run.user(text)
 
-    def llm_end(self, ctx: RunContextWrapper[Any], agent: Any, response: ModelResponse) -> None:
+    def llm_end(
+        self, ctx: RunContextWrapper[Any], agent: Any, response: ModelResponse, *, for_guardrail: bool = True
+    ) -> tuple[str, Decision] | None:
+        """Record a model turn. Returns (text, decision) when it answers the user (None otherwise).
+
+        `for_guardrail`: leave the decision for headway's output guardrail to take (`Extras.answer`).
+        Agent hooks that withhold answers themselves pass False, so no decision is left behind for an
+        output guardrail of a later turn to mistake for its own.
+        """
         run = run_for(self.guard, ctx)
         ex = extras(run)
         with ex.lock:
             last = ex.last_response
-            if last is not None and last() is response:
-                return  # already recorded by the other hook
+            if last is not None and last() is response:  # already recorded by the other hook
+                answer = ex.last_answer
+                if not for_guardrail and answer is not None and ex.answer is answer[1]:
+                    ex.answer = None
+                return answer
             ex.last_response = weakref.ref(response)
+            ex.last_answer = None
         handoffs = self._handoff_names(agent)
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
@@ -125,11 +143,16 @@ class Observer:
                     calls.append({"name": item.name, "args": parse_args(item.arguments), "id": item.call_id})
         usage = response.usage
         tokens = usage.total_tokens if usage is not None else None
-        d = run.model("\n".join(texts), tool_calls=calls, tokens=tokens or None, final=final)
+        text = "\n".join(texts)
+        d = run.model(text, tool_calls=calls, tokens=tokens or None, final=final)
         if d.action == "stop":
             raise HeadwayStopped(d, run.run_id)
-        if final:
+        if not final:
+            return None
+        ex.last_answer = (text, d)
+        if for_guardrail:
             ex.answer = d  # the output guardrail acts on it
+        return text, d
 
 
 def _seen(run: Run, ex: Extras) -> list[str]:
@@ -166,12 +189,30 @@ class HeadwayRunHooks(RunHooks[Any]):
         self._observer.llm_end(context, agent, response)
 
 
-class GuardedAgentHooks(AgentHooks[Any]):
-    """The agent hooks `guard_agent` installs: headway's observation, then the agent's own hooks."""
+def withheld(guardrail: OutputGuardrail[Any], agent: Any, answer: str, d: Decision) -> Exception:
+    """What the SDK raises when an output guardrail trips, as if headway's `guardrail` had: the same
+    exception, result and trace span, so callers handle a withheld answer one way."""
+    output = GuardrailFunctionOutput(output_info=d.to_dict(), tripwire_triggered=True)
+    with guardrail_span(guardrail.get_name(), triggered=True):
+        pass
+    return OutputGuardrailTripwireTriggered(
+        OutputGuardrailResult(guardrail=guardrail, agent=agent, agent_output=answer, output=output)
+    )
 
-    def __init__(self, observer: Observer, inner: AgentHooks[Any] | None) -> None:
+
+class GuardedAgentHooks(AgentHooks[Any]):
+    """The agent hooks `guard_agent` installs: headway's observation, then the agent's own hooks.
+
+    `withhold`: the answer guardrail headway enforces here, when the model's answer arrives, instead of
+    as an output guardrail of the agent (which costs an SDK run about 170 µs, 4%, even when it passes).
+    """
+
+    def __init__(
+        self, observer: Observer, inner: AgentHooks[Any] | None, withhold: OutputGuardrail[Any] | None = None
+    ) -> None:
         self._observer = observer
         self.inner = inner
+        self.withhold = withhold
 
     async def on_llm_start(
         self,
@@ -187,9 +228,11 @@ class GuardedAgentHooks(AgentHooks[Any]):
     async def on_llm_end(
         self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
     ) -> None:
-        self._observer.llm_end(context, agent, response)
+        answer = self._observer.llm_end(context, agent, response, for_guardrail=self.withhold is None)
         if self.inner is not None:
             await self.inner.on_llm_end(context, agent, response)
+        if self.withhold is not None and answer is not None and answer[1].action != "allow":
+            raise withheld(self.withhold, agent, answer[0], answer[1])
 
     async def on_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
         if self.inner is not None:

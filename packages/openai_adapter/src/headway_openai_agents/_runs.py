@@ -89,8 +89,8 @@ class Extras:
     arguments (the SDK cannot change an interrupted call's arguments). `edits`: (tool, canonical args)
     -> the edited headway call waiting for the model's new call. `users_seen`: user messages of the SDK
     transcript already given to headway. `last_response`: the last model response recorded (run hooks
-    and agent hooks may both report it). `answer`: the decision on the latest final answer, for the
-    output guardrail.
+    and agent hooks may both report it), and `last_answer` the decision on it when it was a final answer
+    (with its text). `answer`: that decision again, for the output guardrail to take.
     """
 
     alias: dict[str, str] = field(default_factory=dict)
@@ -98,6 +98,7 @@ class Extras:
     users_seen: list[str] | None = None
     answer: Decision | None = None
     last_response: weakref.ref[Any] | None = None
+    last_answer: tuple[str, Decision] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
