@@ -374,6 +374,7 @@ def test_a_postgresql_store_reads_like_sqlite(db: Path) -> None:
     [
         ("postgresql://u:s3cret@127.0.0.1:1/db", "postgresql://u:***@127.0.0.1:1/db"),
         ("postgres://u@127.0.0.1:1/db?password=s3cret", "postgres://u@127.0.0.1:1/db?password=***"),
+        ("postgresql://u:s3cret@[::1]:1/db", "postgresql://u:***@[::1]:1/db"),
         ("host=127.0.0.1 port=1 dbname=db password=s3cret", "host=127.0.0.1 port=1 dbname=db password=***"),
         (
             "host=127.0.0.1 port=1 password='s3cret it\\'s' user=u",

@@ -234,10 +234,8 @@ def redact_dsn(dsn: str) -> str:
         return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
     parts = urllib.parse.urlsplit(dsn)
     if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
-            f":{parts.port}" if parts.port else ""
-        )
-        parts = parts._replace(netloc=netloc)
+        userinfo, _, hostport = parts.netloc.rpartition("@")  # hostport as written: [::1]:5432 stays so
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}")
     if parts.query:  # ?password=... works too
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         if any(k == "password" for k, _ in query):
