@@ -49,6 +49,8 @@ from langchain.agents.middleware import (
     AgentMiddleware,
     AgentState,
     HumanInTheLoopMiddleware,
+    ModelRequest,
+    ModelResponse,
     ToolCallLimitMiddleware,
     hook_config,
 )
@@ -108,8 +110,8 @@ def _interleaved(runners: dict[str, Callable[[int], float]], n: int, warmup: int
 
 
 class NoOpMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
-    """A control: the same three hooks as HeadwayMiddleware, doing nothing. What create_agent charges for
-    a middleware of this shape, before any checking."""
+    """A control: model hooks as graph nodes (before_model, after_model) and a tool wrapper, doing
+    nothing. What create_agent charges for a middleware of this shape, before any checking."""
 
     @hook_config(can_jump_to=["end"])
     def before_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
@@ -118,6 +120,20 @@ class NoOpMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     @hook_config(can_jump_to=["end"])
     def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
         return None
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
+    ) -> ToolMessage | Command[Any]:
+        return handler(request)
+
+
+class NoOpWrapMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+    """A control with HeadwayMiddleware's shape: a model wrapper and a tool wrapper, doing nothing."""
+
+    def wrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
+    ) -> ModelResponse[Any]:
+        return handler(request)
 
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
@@ -142,7 +158,10 @@ def langchain_overhead(n: int) -> list[Timing]:
             "HumanInTheLoopMiddleware(refund_order)": agent(
                 HumanInTheLoopMiddleware(interrupt_on={"refund_order": True})
             ),
-            "no-op middleware, same 3 hooks as headway (control)": agent(NoOpMiddleware()),
+            "no-op middleware: before_model, after_model, wrap_tool_call (control)": agent(NoOpMiddleware()),
+            "no-op middleware: wrap_model_call, wrap_tool_call (control, headway's shape)": agent(
+                NoOpWrapMiddleware()
+            ),
             "HeadwayMiddleware (support-desk policy, SQLite traces)": agent(HeadwayMiddleware(guard)),
         }
 

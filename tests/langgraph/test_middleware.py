@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware.types import InputAgentState
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
@@ -101,3 +101,35 @@ def test_a_corrected_final_answer_is_delivered(guard: Guard, desk: SupportDesk) 
     last = out["messages"][-1]
     assert isinstance(last, AIMessage)
     assert last.content == fixed
+
+
+def test_a_stop_on_a_model_turn_answers_its_calls_and_ends_the_run(desk: SupportDesk, tmp_path: Path) -> None:
+    import dataclasses
+
+    from examples.support_desk.policy import load_policy
+    from headway import Budgets
+
+    policy = dataclasses.replace(load_policy(), budgets=Budgets(steps=2))
+    with Guard(policy, store=MemoryStore()) as guard:
+        script = [
+            turn("", ("find_user", "c1", {"email": "alice@example.com"})),
+            turn("", ("lookup_order", "c2", {"order_id": "A1"})),
+        ]
+        out = agent_for(guard, desk, script).invoke(user(f"{ALICE} where is A1?"), config("t"))
+        *_, proposed, answer, last = out["messages"]
+        assert isinstance(proposed, AIMessage)
+        assert [c["id"] for c in proposed.tool_calls] == ["c2"]
+        # the proposed call is answered (the history stays valid) but never ran
+        assert isinstance(answer, ToolMessage)
+        assert (answer.tool_call_id, answer.status) == ("c2", "error")
+        assert guard.start_run("t").view.call("c2") is None
+        assert isinstance(last, AIMessage)
+        assert last.name == "headway"
+        assert "stopped" in str(last.content)
+
+
+def test_the_middleware_adds_no_graph_nodes(guard: Guard, desk: SupportDesk) -> None:
+    # before_model / after_model hooks would each be a node, run at every model turn (about 30% of a
+    # short create_agent run); headway wraps the model and tool calls instead.
+    nodes = set(agent_for(guard, desk, []).get_graph().nodes)
+    assert nodes == set(create_agent(ScriptedChatModel(script=[]), desk_tools(desk)).get_graph().nodes)

@@ -1,22 +1,23 @@
 """`HeadwayMiddleware`: the same enforcement for `langchain.agents.create_agent` agents.
 
-Tool calls go through the shared gate (`wrap_tool_call`); user messages and model turns are recorded
-from `before_model` / `after_model`; a stop ends the run by jumping to the end from either hook. A final
-answer that claims what no result backs is replaced by headway's reason, and the model may answer again
-once.
+Tool calls go through the shared gate (`wrap_tool_call`). Model calls go through `wrap_model_call`: the
+user's new messages and each model turn are recorded there, a stop ends the run with a message from
+headway instead of the model's turn, and a final answer that claims what no result backs is replaced by
+headway's reason, the model being asked once to answer again. `before_model` / `after_model` hooks
+would do the same with jumps, but each is a graph node of its own: two of them cost a create_agent run
+of three model turns about 30%, `wrap_model_call` about 9% (`bench/peers.py` control rows).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from langchain.agents.middleware import AgentMiddleware, AgentState, hook_config
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.runtime import Runtime
 
 from headway import Decision, Guard, Run
 
@@ -25,17 +26,20 @@ from ._handler import _text, _tokens
 from ._version import REQUIRED_AGENTS, check_versions
 
 _HEADWAY = "headway"  # the name on messages headway adds to the conversation
-_SEEN = "headway_langgraph.middleware_seen"  # Run.memo key: ids of the messages this middleware recorded
+_SEEN = "headway_langgraph.middleware_seen"  # Run.memo key: ids of the user messages this middleware recorded
 # Guards those sets: one lock for all middleware instances, since instances feeding one run share its set.
 _SEEN_LOCK = threading.Lock()
 _AGAIN = "[headway] Answer the user again, claiming only what the tool results show."
+
+ModelCall = Callable[[ModelRequest[Any]], ModelResponse[Any]]
+AModelCall = Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
 
 
 def _stopped(d: Decision) -> AIMessage:
     return AIMessage(content=d.for_model(), name=_HEADWAY)
 
 
-def _sent_back(messages: Sequence[AnyMessage]) -> bool:
+def _sent_back(messages: Sequence[BaseMessage]) -> bool:
     """Whether headway already sent a final answer of this turn back to the model."""
     for m in reversed(messages):
         if isinstance(m, HumanMessage):
@@ -78,8 +82,30 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     # ---- model turns ------------------------------------------------------------------------------
 
-    def _run(self) -> Run:
-        return self.guard.start_run(thread_id(get_config()))
+    def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> ModelResponse[Any]:
+        run, stop = self._before(request.messages)
+        if stop is not None:
+            return stop
+        response, again = self._judge(run, request.messages, handler(request))
+        if not again:
+            return response
+        # sent back once: the model answers the conversation, its withheld answer and headway's note
+        second, _ = self._judge(run, response.result, handler(_asking_again(request, response)))
+        return _joined(response, second)
+
+    async def awrap_model_call(self, request: ModelRequest[Any], handler: AModelCall) -> ModelResponse[Any]:
+        run, stop = self._before(request.messages)
+        if stop is not None:
+            return stop
+        response, again = self._judge(run, request.messages, await handler(request))
+        if not again:
+            return response
+        second, _ = self._judge(
+            run,
+            response.result,
+            await handler(_asking_again(request, response)),
+        )
+        return _joined(response, second)
 
     def _first_time(self, run: Run, msg: AnyMessage) -> bool:
         key = msg.id or f"{type(msg).__name__}:{_text(msg.content)}"
@@ -91,11 +117,12 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             seen.add(key)
             return True
 
-    @hook_config(can_jump_to=["end"])
-    def before_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
-        run = self._run()
+    def _before(self, messages: Sequence[AnyMessage]) -> tuple[Run, ModelResponse[Any] | None]:
+        """Record the user's new messages. A call the gate answered with a stop ends the run here, with
+        headway's message instead of another model turn."""
+        run = self.guard.start_run(thread_id(get_config()))
         tail: list[AnyMessage] = []
-        for m in reversed(state["messages"]):
+        for m in reversed(messages):
             if isinstance(m, AIMessage):
                 break
             tail.append(m)
@@ -104,45 +131,51 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             if isinstance(m, HumanMessage) and m.name != _HEADWAY and self._first_time(run, m):
                 run.user(_text(m.content))
             if isinstance(m, ToolMessage):
-                # the gate answered a stopped call with a message; the run ends here, before the model
                 d = run.decision(m.tool_call_id)
                 if d is not None and d.action == "stop":
-                    return {"jump_to": "end", "messages": [_stopped(d)]}
-        return None
+                    return run, ModelResponse(result=[_stopped(d)])
+        return run, None
 
-    @hook_config(can_jump_to=["end", "model"])
-    def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
-        messages: Sequence[AnyMessage] = state["messages"]
-        last = messages[-1] if messages else None
+    def _judge(
+        self, run: Run, messages: Sequence[BaseMessage], response: ModelResponse[Any]
+    ) -> tuple[ModelResponse[Any], bool]:
+        """Record the model's turn (its answer to `messages`) and enforce the decision on it: the response
+        as it may stand, and whether the model is to answer again (an unsupported claim, sent back once:
+        the response then ends with headway's note asking for it)."""
+        result = response.result
+        last = result[-1] if result else None
         if not isinstance(last, AIMessage):
-            return None
-        run = self._run()
-        if not self._first_time(run, last):
-            return None
+            return response, False  # a structured output's tool message: not a turn to judge
         calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in last.tool_calls]
         d = run.model(_text(last.content), calls, tokens=_tokens(last), final=not calls)
         if d.action == "allow":
-            return None
+            return response, False
         if d.action != "stop" and d.stage == "end":
             # An unsupported claim: the model may correct itself once (a block); then, or at once when
-            # a person must look (escalate), headway's reason replaces the answer (same id: the state's
-            # reducer swaps it), so the user never reads the claim. The trace keeps the original.
-            withheld = AIMessage(d.for_model(), name=_HEADWAY, id=last.id)
-            if d.action == "block" and not _sent_back(messages):
-                return {"jump_to": "model", "messages": [withheld, HumanMessage(_AGAIN, name=_HEADWAY)]}
-            return {"jump_to": "end", "messages": [withheld]}
+            # a person must look (escalate), headway's reason replaces the answer, so the user never
+            # reads the claim. The trace keeps the original. (`messages` ending with headway's note:
+            # this is the second answer, and it stays replaced.)
+            replaced = [*result[:-1], AIMessage(d.for_model(), name=_HEADWAY, id=last.id)]
+            again = d.action == "block" and not _sent_back(messages)
+            if again:
+                replaced.append(HumanMessage(_AGAIN, name=_HEADWAY))
+            return ModelResponse(result=replaced, structured_response=response.structured_response), again
         if d.action != "stop":
-            return None
+            return response, False
         # every proposed call gets an answer, so the history stays valid for the next turn
-        answers: list[AnyMessage] = [
+        answers = [
             ToolMessage(d.for_model(), tool_call_id=c["id"], name=c["name"], status="error") for c in calls
         ]
-        return {"jump_to": "end", "messages": [*answers, _stopped(d)]}
+        return ModelResponse(result=[*result, *answers, _stopped(d)]), False
 
-    @hook_config(can_jump_to=["end"])
-    async def abefore_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
-        return self.before_model(state, runtime)
 
-    @hook_config(can_jump_to=["end", "model"])
-    async def aafter_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
-        return self.after_model(state, runtime)
+def _asking_again(request: ModelRequest[Any], sent_back: ModelResponse[Any]) -> ModelRequest[Any]:
+    """The request for the model's second answer: the conversation, its withheld answer, headway's note."""
+    return request.override(messages=cast("list[AnyMessage]", [*request.messages, *sent_back.result]))
+
+
+def _joined(sent_back: ModelResponse[Any], second: ModelResponse[Any]) -> ModelResponse[Any]:
+    """What the state gets after a send-back: the withheld answer, headway's note, the second answer."""
+    return ModelResponse(
+        result=[*sent_back.result, *second.result], structured_response=second.structured_response
+    )
