@@ -4,8 +4,9 @@ Tool calls go through the shared gate (`wrap_tool_call`). Model calls go through
 user's new messages and each model turn are recorded there, a stop ends the run with a message from
 headway instead of the model's turn, and a final answer that claims what no result backs is replaced by
 headway's reason, the model being asked once to answer again. `before_model` / `after_model` hooks
-would do the same with jumps, but each is a graph node of its own: two of them cost a create_agent run
-of three model turns about 30%, `wrap_model_call` about 9% (`bench/peers.py` control rows).
+would do the same with jumps, but each is a graph node of its own, run at every model turn: a no-op
+middleware with them (and a tool wrapper) costs a three-turn create_agent run about 29%, one with
+`wrap_model_call` instead about 7% (`bench/peers.py`, the control rows).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         if not again:
             return response
         # sent back once: the model answers the conversation, its withheld answer and headway's note
-        second, _ = self._judge(run, response.result, handler(_asking_again(request, response)))
+        answer = handler(_asking_again(request, response))
+        second, _ = self._judge(run, response.result, answer)
         return _joined(response, second)
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: AModelCall) -> ModelResponse[Any]:
@@ -100,11 +102,8 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         response, again = self._judge(run, request.messages, await handler(request))
         if not again:
             return response
-        second, _ = self._judge(
-            run,
-            response.result,
-            await handler(_asking_again(request, response)),
-        )
+        answer = await handler(_asking_again(request, response))
+        second, _ = self._judge(run, response.result, answer)
         return _joined(response, second)
 
     def _first_time(self, run: Run, msg: AnyMessage) -> bool:
