@@ -133,3 +133,17 @@ def test_the_middleware_adds_no_graph_nodes(guard: Guard, desk: SupportDesk) -> 
     # short create_agent run); headway wraps the model and tool calls instead.
     nodes = set(agent_for(guard, desk, []).get_graph().nodes)
     assert nodes == set(create_agent(ScriptedChatModel(script=[]), desk_tools(desk)).get_graph().nodes)
+
+
+async def test_an_unsupported_final_answer_goes_back_once_async(guard: Guard, desk: SupportDesk) -> None:
+    fixed = "I could not refund order A1 yet: I need to look it up first."
+    agent = agent_for(guard, desk, [turn("I have refunded $40 for order A1."), turn(fixed)])
+    out = await agent.ainvoke(user(f"{ALICE} my order A1 arrived broken, refund it"), config("t"))
+    names = [(type(m).__name__, m.name) for m in out["messages"]]
+    assert names == [
+        ("HumanMessage", None),
+        ("AIMessage", "headway"),
+        ("HumanMessage", "headway"),
+        ("AIMessage", None),
+    ]
+    assert out["messages"][-1].content == fixed
