@@ -60,6 +60,28 @@ async def test_run_hooks_and_agent_hooks_record_each_turn_once(guard: Guard, des
     assert seen == ["triage", "triage"]  # the agent's own hooks still run
 
 
+async def test_with_both_hooks_an_unsupported_answer_is_withheld_once_and_left_for_no_guardrail(
+    guard: Guard, desk: SupportDesk
+) -> None:
+    from agents import OutputGuardrailTripwireTriggered
+
+    from headway_openai_agents._runs import extras
+
+    model = ScriptedModel([text("I have refunded $40 for order A1.")])
+    with pytest.raises(OutputGuardrailTripwireTriggered) as info:
+        await Runner.run(
+            guard_agent(build_agents(desk), guard),
+            ALICE,
+            hooks=HeadwayRunHooks(guard),
+            context={RUN_ID_KEY: "h4"},
+            run_config=RunConfig(model=model),
+        )
+    assert info.value.guardrail_result.agent_output == "I have refunded $40 for order A1."
+    assert _types(guard, "h4") == ["start", "user", "model"]  # recorded once, by whichever hook came first
+    # whichever hook ran first, no decision is left for an output guardrail of a later turn to take
+    assert extras(guard.start_run("h4")).answer is None
+
+
 async def test_conversation_over_several_runs_records_new_messages_only(
     guard: Guard, desk: SupportDesk
 ) -> None:
