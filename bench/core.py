@@ -114,10 +114,16 @@ def flatness(guard: Guard, steps: int, window: int = 200) -> tuple[float, float]
     return statistics.median(early) / 1000, statistics.median(late) / 1000
 
 
-def answer_flatness(guard: Guard, steps: int, repeats: int = 50) -> tuple[float, float]:
+ACT_CLAIM = "I have issued a credit of $40 for order O0."
+# A claim of a state rather than an act: backed by an output showing it, which is looked for in the run.
+STATE_CLAIM = "A credit was already issued for order O0."
+
+
+def answer_flatness(
+    guard: Guard, steps: int, repeats: int = 50, answer: str = ACT_CLAIM
+) -> tuple[float, float]:
     """Best µs of checking a final answer's claims at step ~10 and after `steps` read pairs: a
     conversation answers many times, and each answer must not rescan the run."""
-    answer = "I have issued a credit of $40 for order O0."
 
     def best(run: Run) -> float:
         times = []
@@ -127,7 +133,7 @@ def answer_flatness(guard: Guard, steps: int, repeats: int = 50) -> tuple[float,
             times.append(time.perf_counter_ns() - t)
         return min(times) / 1000
 
-    run = guard.start_run("answers")
+    run = guard.start_run(f"answers-{answer[:12]}")
     _prime(run)
     early = best(run)
     for i in range(steps):
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         lat = latency(guard, a.n)
         early, late = flatness(guard, a.steps)
         answer_early, answer_late = answer_flatness(guard, a.steps)
+        state_early, state_late = answer_flatness(guard, a.steps, repeats=5, answer=STATE_CLAIM)
         mem = memory(guard, a.steps)
         guard.close()
     rows = [
@@ -181,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"final answer at step 10 vs {a.steps} (µs)",
             f"{answer_early:.1f} vs {answer_late:.1f} (ratio {answer_late / answer_early:.2f})",
+            "<= 1.5",
+        ),
+        (
+            f"state-claim answer at step 10 vs {a.steps} (µs)",
+            f"{state_early:.1f} vs {state_late:.1f} (ratio {state_late / state_early:.0f})",
             "<= 1.5",
         ),
         (f"memory per {a.steps}-step run (MB)", f"{mem:.1f}", "<= 20"),
