@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         (
             f"state-claim answer at step 10 vs {a.steps} (µs)",
-            f"{state_early:.1f} vs {state_late:.1f} (ratio {state_late / state_early:.0f})",
+            f"{state_early:.1f} vs {state_late:.1f} (ratio {state_late / state_early:.2f})",
             "<= 1.5",
         ),
         (f"memory per {a.steps}-step run (MB)", f"{mem:.1f}", "<= 20"),

@@ -914,6 +914,34 @@ def test_a_claim_is_backed_only_by_a_call_about_what_it_names(answer: str, actio
     assert _claims_run().end(answer).action == action
 
 
+def test_a_state_claim_is_backed_by_a_record_found_by_its_entity_however_long_the_run() -> None:
+    # The record that shows the state is looked up by the entity the claim names, not found by walking
+    # every call: one early lookup among many, or one entry of a list, backs the claim; a record that
+    # does not show the state, or a result of a call that never ran, does not.
+    policy = Policy(
+        tools=[
+            Tool("lookup_order", risk="read"),
+            Tool("list_orders", risk="read"),
+            Tool("refund_order", risk="irreversible", before=[checks.bounds("amount", max=1)]),
+        ],
+        detect_ambiguity=False,
+    )
+    run = Guard(policy, store=":memory:").start_run("state")
+    run.user("what happened to A1, A2, A3 and A4?")
+    do(run, "lookup_order", {"order_id": "A1"}, "l1", {"order_id": "A1", "status": "refunded"})
+    for i in range(300):
+        do(run, "lookup_order", {"order_id": f"B{i}"}, f"b{i}", {"order_id": f"B{i}", "status": "delivered"})
+    listed = [{"order_id": "A2", "status": "refunded"}, {"order_id": "A3", "status": "delivered"}]
+    do(run, "list_orders", {}, "all", listed)
+    d = run.tool_call("refund_order", {"order_id": "A4", "amount": 5}, call_id="r4")
+    assert d.action != "allow"  # over the bound: the refund never runs
+    run.tool_result("r4", output={"order_id": "A4", "status": "refunded"})  # a result it should not have
+    assert run.model("Order A1 was already refunded.", final=True).action == "allow"
+    assert run.model("Order A2 was already refunded.", final=True).action == "allow"
+    assert run.model("Order A3 was already refunded.", final=True).action == "block"
+    assert run.model("Order A4 was already refunded.", final=True).action == "block"
+
+
 def test_a_write_to_one_order_does_not_excuse_a_contradiction_about_another() -> None:
     policy = Policy(
         tools=[

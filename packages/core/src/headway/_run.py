@@ -46,7 +46,7 @@ from ._types import (
     Risk,
     Stage,
 )
-from ._view import RunView, ToolCall
+from ._view import RunView, ToolCall, name_like
 
 if TYPE_CHECKING:
     from ._policy import Check, Policy
@@ -897,7 +897,14 @@ class Run:
         for that order). None: nothing backs it."""
         named = set(claim.amounts) | {n for n in claim.names if self.view._seen(n)}
         if claim.state and named:
-            for c in reversed(self.view.calls()):
+            # Only results that showed a named entity can show its state: those are looked up (the
+            # entity with the fewest), not found by walking every call, so an answer late in a long run
+            # costs what it costs early. Without a name (only amounts), every call is looked at.
+            names = [n for n in named if name_like(n)]
+            pool = min((self.view._calls_showing(n) for n in names), key=len) if names else self.view.calls()
+            for c in reversed(pool):
+                if not c.ran:
+                    continue
                 for record in _records(c.output):  # one order of a list, not the list as a whole
                     shown = _values_of(record)
                     if claim.word in shown and named <= shown:

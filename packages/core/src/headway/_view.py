@@ -46,6 +46,22 @@ _HEDGE_RE = re.compile(
 
 _step = attrgetter("step")
 _MAX_TOOL_BITS = 256  # tools past this many share a bit: matching by glob stays correct, only coarser
+
+
+def name_like(key: str) -> bool:
+    """Whether a value key looks like the name of an entity (an order "a1", a ticket "t-17"): letters
+    and digits both, as the claims module names them."""
+    digit = alpha = False
+    for ch in key:
+        if ch.isdigit():
+            digit = True
+        elif ch.isalpha():
+            alpha = True
+        if digit and alpha:
+            return True
+    return False
+
+
 _CLEAN_BITS = int("10" * (_MAX_TOOL_BITS + 1), 2)
 
 
@@ -182,6 +198,9 @@ class RunView:
         # (id field, id value) of a listed candidate -> the words of its record no other candidate in
         # that list has ("rent" for the rent payment): a user who says one of them has named it.
         self._distinct: dict[tuple[str, str], frozenset[str]] = {}
+        # name-like value key -> the results that showed it (one call, or a list when several did): where a
+        # claimed state about that entity can be shown, looked up instead of walking every call.
+        self._showing: dict[str, ToolCall | list[ToolCall]] = {}
 
     # ---- reading (the API custom checks use) -------------------------------------------------------
 
@@ -217,6 +236,13 @@ class RunView:
 
     def call(self, call_id: str) -> ToolCall | None:
         return self._by_id.get(call_id)
+
+    def _calls_showing(self, key: str) -> list[ToolCall]:
+        """The results that showed this name-like value key, oldest first."""
+        hit = self._showing.get(key)
+        if hit is None:
+            return []
+        return hit if isinstance(hit, list) else [hit]
 
     def last_call(self, tool: str | Sequence[str], *, succeeded: bool = False) -> ToolCall | None:
         pats = as_patterns(tool)
@@ -426,8 +452,18 @@ class RunView:
         if no is None:
             no = self._tool_no[call.tool] = min(len(self._tool_no), _MAX_TOOL_BITS)
         bits = (3 if clean else 1) << (2 * no)
+        showing = self._showing
         for k in keys:
             values[k] = values.get(k, 0) | bits
+            if name_like(k):
+                prior = showing.get(k)
+                if prior is None:
+                    showing[k] = call
+                elif isinstance(prior, list):
+                    if prior[-1] is not call:
+                        prior.append(call)
+                elif prior is not call:
+                    showing[k] = [prior, call]
         if not clean:
             for k in keys:
                 steps = self._flagged_steps.setdefault(k, [])
