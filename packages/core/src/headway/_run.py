@@ -899,7 +899,10 @@ class Run:
         if claim.state and named:
             # Only results that showed a named entity can show its state: those are looked up (the
             # entity with the fewest), not found by walking every call, so an answer late in a long run
-            # costs what it costs early. Without a name (only amounts), every call is looked at.
+            # costs what it costs early. Without a name (only amounts), every call is looked at. A name
+            # a result shows only inside a long text (over 200 characters) or glued to other signs
+            # ("A1/2") is not indexed: such a record no longer backs the claim, which is then held as
+            # unsupported (the safe side).
             names = [n for n in named if name_like(n)]
             pool = min((self.view._calls_showing(n) for n in names), key=len) if names else self.view.calls()
             for c in reversed(pool):
