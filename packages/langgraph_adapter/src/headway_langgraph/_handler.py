@@ -27,8 +27,8 @@ from ._version import check_versions
 _WHERE_KEYS = ("langgraph_node", "langgraph_step", "langgraph_triggers", "checkpoint_ns")
 _STOP_ONLY: tuple[Action, ...] = ("stop",)
 _SEEN = "headway_langgraph.seen_messages"
-# Guards the seen-message sets on Run.memo. One lock for all handlers, since every handler feeding a run
-# shares its set (a handler is often built per invoke), and a lock of each handler's own would not.
+# Guards the seen-message sets on Run.memo. One lock for all handlers and middlewares, since every one
+# feeding a run shares its set (a handler is often built per invoke), and a lock of each one's own would not.
 _SEEN_LOCK = threading.Lock()
 
 
@@ -39,6 +39,18 @@ def _text(content: Any) -> str:
         parts = [p if isinstance(p, str) else p.get("text", "") for p in content if isinstance(p, str | dict)]
         return "".join(str(p) for p in parts)
     return str(content)
+
+
+def first_time(run: Run, memo_key: str, msg: BaseMessage) -> bool:
+    """Whether the run meets this message for the first time (a prompt repeats the whole history). The
+    ids of the messages met (or their text) are kept on the run under `memo_key`, so they end with it."""
+    key = msg.id or f"text:{_text(msg.content)}"
+    with _SEEN_LOCK:
+        seen: set[str] = run.memo.setdefault(memo_key, set())
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
 
 
 def _tokens(msg: AIMessage) -> int | None:
@@ -126,18 +138,7 @@ class HeadwayCallbackHandler(BaseCallbackHandler):
         if not tail:
             return []  # the usual prompt after a tool turn: no lock, no lookup
         tail.reverse()
-        texts = []
-        with _SEEN_LOCK:
-            # The ids of the messages already recorded (a prompt repeats the whole history), kept on the
-            # run so they end with it, and shared by every handler feeding it (one per invoke, often).
-            seen: set[str] = run.memo.setdefault(_SEEN, set())
-            for m in tail:
-                key = m.id or f"text:{_text(m.content)}"
-                if key in seen:
-                    continue
-                seen.add(key)
-                texts.append(_text(m.content))
-        return texts
+        return [_text(m.content) for m in tail if first_time(run, _SEEN, m)]
 
     # ---- model events -----------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ middleware with them (and a tool wrapper) costs a three-turn create_agent run ab
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -23,13 +22,11 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from headway import Decision, Guard, Run
 
 from ._gate import AExecute, Execute, ToolGate, ToolOutput, thread_id
-from ._handler import _text, _tokens
+from ._handler import _text, _tokens, first_time
 from ._version import REQUIRED_AGENTS, check_versions
 
 _HEADWAY = "headway"  # the name on messages headway adds to the conversation
-_SEEN = "headway_langgraph.middleware_seen"  # Run.memo key: ids of the user messages this middleware recorded
-# Guards those sets: one lock for all middleware instances, since instances feeding one run share its set.
-_SEEN_LOCK = threading.Lock()
+_SEEN = "headway_langgraph.middleware_seen"  # Run.memo key: the user messages this middleware recorded
 _AGAIN = "[headway] Answer the user again, claiming only what the tool results show."
 
 ModelCall = Callable[[ModelRequest[Any]], ModelResponse[Any]]
@@ -106,16 +103,6 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         second, _ = self._judge(run, response.result, answer)
         return _joined(response, second)
 
-    def _first_time(self, run: Run, msg: AnyMessage) -> bool:
-        key = msg.id or f"{type(msg).__name__}:{_text(msg.content)}"
-        with _SEEN_LOCK:
-            # message ids already recorded, kept on the run (they end with it), as the handler does
-            seen: set[str] = run.memo.setdefault(_SEEN, set())
-            if key in seen:
-                return False
-            seen.add(key)
-            return True
-
     def _before(self, messages: Sequence[AnyMessage]) -> tuple[Run, ModelResponse[Any] | None]:
         """Record the user's new messages. A call the gate answered with a stop ends the run here, with
         headway's message instead of another model turn."""
@@ -127,7 +114,7 @@ class HeadwayMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             tail.append(m)
         for m in reversed(tail):
             # headway's own note on a final answer is not the user's word (nothing it quotes is grounded)
-            if isinstance(m, HumanMessage) and m.name != _HEADWAY and self._first_time(run, m):
+            if isinstance(m, HumanMessage) and m.name != _HEADWAY and first_time(run, _SEEN, m):
                 run.user(_text(m.content))
             if isinstance(m, ToolMessage):
                 d = run.decision(m.tool_call_id)
