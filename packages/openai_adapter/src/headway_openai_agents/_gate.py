@@ -84,6 +84,12 @@ def _replayed(call: ToolCall) -> ToolGuardrailFunctionOutput:
     )
 
 
+def answer_verdict(d: Decision) -> GuardrailFunctionOutput:
+    """headway's answer guardrail output for a decision on a final answer: the decision as `output_info`,
+    tripped unless allowed. One form for the output guardrail and the agent hooks that stand in for it."""
+    return GuardrailFunctionOutput(output_info=d.to_dict(), tripwire_triggered=d.action != "allow")
+
+
 class Gate:
     """headway's decisions for the function tools of one guarded agent graph."""
 
@@ -116,7 +122,7 @@ class Gate:
         d, ex.answer = ex.answer, None
         if d is None:  # no hooks recorded this turn (guard_agent(hooks=False) without HeadwayRunHooks)
             d = run.model(as_text(output), final=True)
-        return GuardrailFunctionOutput(output_info=d.to_dict(), tripwire_triggered=d.action != "allow")
+        return answer_verdict(d)
 
     def _check_input(self, data: ToolInputGuardrailData) -> ToolGuardrailFunctionOutput:
         ctx = data.context

@@ -16,7 +16,6 @@ from agents import (
     Agent,
     AgentHookContext,
     AgentHooks,
-    GuardrailFunctionOutput,
     Handoff,
     ModelResponse,
     OutputGuardrail,
@@ -34,6 +33,7 @@ from headway import Decision, Guard, Run
 
 from ._compat import check_sdk_version
 from ._errors import HeadwayStopped
+from ._gate import answer_verdict
 from ._runs import Extras, extras, parse_args, run_for
 
 
@@ -192,11 +192,10 @@ class HeadwayRunHooks(RunHooks[Any]):
 def withheld(guardrail: OutputGuardrail[Any], agent: Any, answer: str, d: Decision) -> Exception:
     """What the SDK raises when an output guardrail trips, as if headway's `guardrail` had: the same
     exception, result and trace span, so callers handle a withheld answer one way."""
-    output = GuardrailFunctionOutput(output_info=d.to_dict(), tripwire_triggered=True)
     with guardrail_span(guardrail.get_name(), triggered=True):
         pass
     return OutputGuardrailTripwireTriggered(
-        OutputGuardrailResult(guardrail=guardrail, agent=agent, agent_output=answer, output=output)
+        OutputGuardrailResult(guardrail=guardrail, agent=agent, agent_output=answer, output=answer_verdict(d))
     )
 
 
