@@ -30,7 +30,17 @@ from ._escalations import (
     escalation_id,
     validate_decision,
 )
-from ._normalize import any_match, as_patterns, canonical, leaves, norm, parse_payload, safe_repr, text_keys
+from ._normalize import (
+    any_match,
+    as_patterns,
+    canonical,
+    leaves,
+    norm,
+    parse_payload,
+    plain_names,
+    safe_repr,
+    text_keys,
+)
 from ._policy import RISK_WEIGHT, Thresholds, _Resolved
 from ._progress import Progress, Tracker
 from ._redact import REDACTED, Redactor, cleaner, scrub
@@ -839,7 +849,7 @@ class Run:
     def _claim_findings(self, answer: str) -> list[Finding]:
         """Outcomes the answer claims that no successful result backs (or that a failed call contradicts)."""
         findings: list[Finding] = []
-        names = [t.name for t in self.policy.tools if not any(ch in t.name for ch in "*?[")]
+        names = [t.name for t in self.policy.tools if plain_names((t.name,))]
         # The tools that ran, not a scan of the calls: a final answer at step 10,000 is as cheap as at 10.
         names.extend(self.view._ran_tools)
         candidates = []
