@@ -2,7 +2,11 @@
 2 tool calls), bare versus guarded (callback handler + guarded ToolNode + the support-desk policy + the
 SQLite trace store), interleaved in one process, median of many invokes each.
 
-Run with `python -m bench.langgraph_overhead`. Not a test: it prints the ratio and µs per headway event.
+A third graph, the floor, has the same hooks doing nothing: a callback handler listening to the events
+headway's does (model and tool events, not chain events) and a pass-through tool wrapper. Its ratio is
+what LangChain and LangGraph charge for delivering those events, before headway does any work.
+
+Run with `python -m bench.langgraph_overhead`. Not a test: it prints the ratios and µs per headway event.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
@@ -35,6 +40,25 @@ SCRIPT = [
     turn("Your desk lamp (order A1) was delivered on Monday."),
 ]
 QUESTION = "Hi, I'm alice@example.com. Where is my order A1?"
+
+
+class _NoopHandler(BaseCallbackHandler):
+    """The floor's handler: HeadwayCallbackHandler's event flags (so LangChain delivers it the same
+    events, through the same dispatch) and its inherited methods, which do nothing."""
+
+    raise_error = HeadwayCallbackHandler.raise_error
+    run_inline = HeadwayCallbackHandler.run_inline
+    ignore_chain = HeadwayCallbackHandler.ignore_chain
+    ignore_retriever = HeadwayCallbackHandler.ignore_retriever
+    ignore_retry = HeadwayCallbackHandler.ignore_retry
+    ignore_custom_event = HeadwayCallbackHandler.ignore_custom_event
+    ignore_llm = HeadwayCallbackHandler.ignore_llm
+    ignore_chat_model = HeadwayCallbackHandler.ignore_chat_model
+    ignore_agent = HeadwayCallbackHandler.ignore_agent
+
+
+def _pass_through(request: Any, execute: Callable[[Any], Any]) -> Any:
+    return execute(request)
 
 
 def _graph(tools: ToolNode, checkpointer: Any) -> Any:
@@ -82,21 +106,26 @@ def measure(n: int, *, checkpointed: bool, sqlite: bool = True) -> dict[str, flo
         desk = SupportDesk(Path(tmp) / "desk.db")
         saver = (lambda: InMemorySaver()) if checkpointed else (lambda: None)
         bare = _graph(ToolNode(desk_tools(desk), handle_tool_errors=tool_error), saver())
+        floor = _graph(
+            ToolNode(desk_tools(desk), handle_tool_errors=tool_error, wrap_tool_call=_pass_through), saver()
+        )
         guarded = _graph(guarded_tool_node(desk_tools(desk), guard, handle_tool_errors=tool_error), saver())
-        handler = HeadwayCallbackHandler(guard)
+        handler, noop = HeadwayCallbackHandler(guard), _NoopHandler()
 
         def bare_cfg(i: int) -> RunnableConfig:
             return {"configurable": {"thread_id": f"bare-{i}"}}
 
+        def floor_cfg(i: int) -> RunnableConfig:
+            return {"configurable": {"thread_id": f"floor-{i}"}, "callbacks": [noop]}
+
         def guarded_cfg(i: int) -> RunnableConfig:
             return {"configurable": {"thread_id": f"hw-{i}"}, "callbacks": [handler]}
 
-        run_bare, run_guarded = _timer(bare, bare_cfg), _timer(guarded, guarded_cfg)
+        arms = [_timer(bare, bare_cfg), _timer(floor, floor_cfg), _timer(guarded, guarded_cfg)]
         for i in range(50):  # warm-up: imports, caches, SQLite pages
-            run_bare(-i - 1)
-            run_guarded(-i - 1)
-        bare_t: list[float] = []
-        guarded_t: list[float] = []
+            for arm in arms:
+                arm(-i - 1)
+        times: list[list[float]] = [[], [], []]
         core_t = [_core_only(guard, desk, i) for i in range(n)]
         tool_t = []
         for _ in range(n):  # the tools' own work, which the core-only loop includes
@@ -105,13 +134,9 @@ def measure(n: int, *, checkpointed: bool, sqlite: bool = True) -> dict[str, flo
             desk.call("lookup_order", {"order_id": "A1"})
             tool_t.append(time.perf_counter() - t0)
         gc.collect()
-        for i in range(n):
-            if i % 2:  # interleaved, alternating which goes first
-                bare_t.append(run_bare(i))
-                guarded_t.append(run_guarded(i))
-            else:
-                guarded_t.append(run_guarded(i))
-                bare_t.append(run_bare(i))
+        for i in range(n):  # interleaved, alternating the order
+            for k in (0, 1, 2) if i % 2 else (2, 1, 0):
+                times[k].append(arms[k](i))
         guard.flush()
         events = len(guard.store.events("hw-0"))
         decisions = [
@@ -120,10 +145,11 @@ def measure(n: int, *, checkpointed: bool, sqlite: bool = True) -> dict[str, flo
         assert decisions == ["allow", "allow"], decisions
         desk.close()
         guard.close()
-    b, g = statistics.median(bare_t), statistics.median(guarded_t)
+    b, f, g = (statistics.median(t) for t in times)
     core = statistics.median(core_t) - statistics.median(tool_t)
     return {
         "bare_ms": b * 1e3,
+        "floor": f / b,
         "guarded_ms": g * 1e3,
         "ratio": g / b,
         "events": events,
@@ -141,16 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"headway build: {build()}")
     print(
-        f"{'checkpointer':<14}{'trace store':<13}{'bare ms':>10}{'headway ms':>12}{'ratio':>8}{'events':>8}{'µs/event':>10}"
+        f"{'checkpointer':<14}{'trace store':<13}{'bare ms':>10}{'floor':>8}{'headway ms':>12}{'ratio':>8}"
+        f"{'events':>8}{'µs/event':>10}"
         f"{'(core alone)':>14}"
     )
     for checkpointed, sqlite in ((False, True), (True, True), (False, False)):
         r = measure(args.n, checkpointed=checkpointed, sqlite=sqlite)
         print(
             f"{'InMemorySaver' if checkpointed else 'none':<14}{'SQLite' if sqlite else 'memory':<13}"
-            f"{r['bare_ms']:>10.3f}{r['guarded_ms']:>12.3f}"
+            f"{r['bare_ms']:>10.3f}{r['floor']:>8.3f}{r['guarded_ms']:>12.3f}"
             f"{r['ratio']:>8.3f}{r['events']:>8.0f}{r['us_per_event']:>10.1f}{r['core_us_per_event']:>14.1f}"
         )
+    print("floor: bare graph + a do-nothing handler on the same events + a pass-through tool wrapper")
     print("µs/event: (headway - bare) / headway events per invoke; core alone: the same events through Run")
     return 0
 
