@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -24,6 +25,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import START, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
@@ -105,11 +107,28 @@ def _core_only(guard: Guard, desk: SupportDesk, i: int) -> float:
     return time.perf_counter() - t0
 
 
-def measure(n: int, *, checkpointed: bool, sqlite: bool = True) -> dict[str, float]:
+CHECKPOINTERS = ("none", "InMemorySaver", "SqliteSaver")  # SqliteSaver: what the example itself uses
+
+
+def measure(n: int, *, checkpointer: str = "none", sqlite: bool = True) -> dict[str, float]:
+    if checkpointer not in CHECKPOINTERS:
+        raise ValueError(f"checkpointer must be one of {CHECKPOINTERS}, got {checkpointer!r}")
     with tempfile.TemporaryDirectory() as tmp:
         guard = Guard(load_policy(), store=Path(tmp) / "traces.db" if sqlite else ":memory:")
         desk = SupportDesk(Path(tmp) / "desk.db")
-        saver = (lambda: InMemorySaver()) if checkpointed else (lambda: None)
+        connections: list[sqlite3.Connection] = []
+
+        def saver() -> Any:
+            if checkpointer == "InMemorySaver":
+                return InMemorySaver()
+            if checkpointer == "SqliteSaver":  # one file per graph, as three separate apps would have
+                conn = sqlite3.connect(
+                    Path(tmp) / f"checkpoints-{len(connections)}.db", check_same_thread=False
+                )
+                connections.append(conn)
+                return SqliteSaver(conn)
+            return None
+
         bare = _graph(ToolNode(desk_tools(desk), handle_tool_errors=tool_error), saver())
         floor = _graph(
             ToolNode(desk_tools(desk), handle_tool_errors=tool_error, wrap_tool_call=_pass_through), saver()
@@ -150,6 +169,8 @@ def measure(n: int, *, checkpointed: bool, sqlite: bool = True) -> dict[str, flo
         assert decisions == ["allow", "allow"], decisions
         desk.close()
         guard.close()
+        for conn in connections:
+            conn.close()
     b, f, g = (statistics.median(t) for t in times)
     core = statistics.median(core_t) - statistics.median(tool_t)
     return {
@@ -176,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{'events':>8}{'µs/event':>10}"
         f"{'(core alone)':>14}"
     )
-    for checkpointed, sqlite in ((False, True), (True, True), (False, False)):
-        r = measure(args.n, checkpointed=checkpointed, sqlite=sqlite)
+    for checkpointer, sqlite in (
+        ("none", True),
+        ("InMemorySaver", True),
+        ("SqliteSaver", True),
+        ("none", False),
+    ):
+        r = measure(args.n, checkpointer=checkpointer, sqlite=sqlite)
         print(
-            f"{'InMemorySaver' if checkpointed else 'none':<14}{'SQLite' if sqlite else 'memory':<13}"
+            f"{checkpointer:<14}{'SQLite' if sqlite else 'memory':<13}"
             f"{r['bare_ms']:>10.3f}{r['floor']:>8.3f}{r['guarded_ms']:>12.3f}"
             f"{r['ratio']:>8.3f}{r['events']:>8.0f}{r['us_per_event']:>10.1f}{r['core_us_per_event']:>14.1f}"
         )

@@ -15,11 +15,17 @@ from examples.openai_support_desk import build_agents
 from examples.support_desk import SupportDesk
 
 
-def test_langgraph_overhead_runs() -> None:
-    r = langgraph_overhead.measure(3, checkpointed=True)
+@pytest.mark.parametrize("checkpointer", langgraph_overhead.CHECKPOINTERS)
+def test_langgraph_overhead_runs(checkpointer: str) -> None:
+    r = langgraph_overhead.measure(3, checkpointer=checkpointer)
     assert r["events"] == 9  # user, 3 model turns, 2 calls, 2 results, and the run's start
     assert r["ratio"] > 0
     assert r["floor"] > 0
+
+
+def test_langgraph_overhead_names_a_bad_checkpointer() -> None:
+    with pytest.raises(ValueError, match="SqliteSaver"):
+        langgraph_overhead.measure(3, checkpointer="postgres")
 
 
 def test_openai_overhead_runs(capsys: pytest.CaptureFixture[str]) -> None:
