@@ -143,6 +143,34 @@ def answer_flatness(
     return early, late
 
 
+def written_answer_flatness(guard: Guard, steps: int, repeats: int = 20) -> tuple[float, float]:
+    """Best µs of an answer claiming the latest of many writes to one tool ("I have issued a credit of
+    $N"), after 10 writes and after `steps`: the claim is backed by the newest call, so the check must
+    not walk every earlier one."""
+
+    def best(run: Run, n: int) -> float:
+        answer = f"I have issued a credit of ${n} for order O0."
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter_ns()
+            d = run.model(answer, final=True)
+            times.append(time.perf_counter_ns() - t)
+        if d.action != "allow":
+            raise SystemExit(f"benchmark answer was not allowed: {d.action} {d.reason}")
+        return min(times) / 1000
+
+    run = guard.start_run("answers-after-writes")
+    _prime(run)
+    for i in range(10):
+        write_pair(run, i)
+    early = best(run, 10)
+    for i in range(10, steps):
+        write_pair(run, i)
+    late = best(run, steps)
+    run.end()
+    return early, late
+
+
 def memory(guard: Guard, steps: int) -> float:
     """MB held by one run after `steps` read pairs (the run's own state; events are in SQLite)."""
     gc.collect()
@@ -171,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         early, late = flatness(guard, a.steps)
         answer_early, answer_late = answer_flatness(guard, a.steps)
         state_early, state_late = answer_flatness(guard, a.steps, repeats=5, answer=STATE_CLAIM)
+        written_early, written_late = written_answer_flatness(guard, a.steps)
         mem = memory(guard, a.steps)
         guard.close()
     rows = [
@@ -193,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"state-claim answer at step 10 vs {a.steps} (µs)",
             f"{state_early:.1f} vs {state_late:.1f} (ratio {state_late / state_early:.2f})",
+            "<= 1.5",
+        ),
+        (
+            f"answer after 10 vs {a.steps} writes (µs)",
+            f"{written_early:.1f} vs {written_late:.1f} (ratio {written_late / written_early:.2f})",
             "<= 1.5",
         ),
         (f"memory per {a.steps}-step run (MB)", f"{mem:.1f}", "<= 20"),

@@ -942,6 +942,31 @@ def test_a_state_claim_is_backed_by_a_record_found_by_its_entity_however_long_th
     assert run.model("Order A4 was already refunded.", final=True).action == "block"
 
 
+def test_an_act_claim_among_many_writes_is_backed_by_whichever_call_it_names() -> None:
+    # The claimed tool's calls are looked at newest first and the walk stops once everything named is
+    # backed: the first of many writes still backs a claim, two calls far apart back one together, and
+    # neither a failed latest call nor one headway refused backs anything.
+    policy = Policy(
+        tools=[Tool("refund_order", risk="write", before=[checks.bounds("amount", max=1000)])],
+        detect_ambiguity=False,
+    )
+    run = Guard(policy, store=":memory:").start_run("writes")
+    run.user("refund all of them, and B1 and B2, but not C5")
+    for i in range(200):
+        do(run, "refund_order", {"order_id": f"A{i}", "amount": 10}, f"r{i}", {"order_id": f"A{i}"})
+    assert run.model("I have refunded order A0.", final=True).action == "allow"
+    assert run.model("I have refunded order A199.", final=True).action == "allow"
+    assert run.model("I have refunded orders A0 and A199.", final=True).action == "allow"
+    assert run.model("I have refunded order C5.", final=True).action == "block"
+    run.tool_call("refund_order", {"order_id": "B1", "amount": 10}, call_id="f")
+    run.tool_result("f", error="TimeoutError")
+    assert run.model("I have refunded order B1.", final=True).action == "block"
+    assert run.tool_call("refund_order", {"order_id": "B2", "amount": 5000}, call_id="big").action != "allow"
+    run.tool_result("big", output={"order_id": "B2"})  # a result for a call that never ran
+    assert run.model("I have refunded order B2.", final=True).action == "block"
+    assert run.model("I have refunded order A7.", final=True).action == "allow"
+
+
 def test_a_write_to_one_order_does_not_excuse_a_contradiction_about_another() -> None:
     policy = Policy(
         tools=[

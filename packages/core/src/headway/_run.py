@@ -859,10 +859,11 @@ class Run:
                 candidates.append((name, r.claims))
         for claim in claimed(answer, candidates) if answer else []:
             tool, sentence = claim.tool, claim.sentence
-            calls = self.view.calls(tool)
-            done = [c for c in calls if c.succeeded]
-            if done:
-                missing = self._unbacked(claim, done)
+            # Looked at newest first, in the view's own lists: an answer is usually about the latest
+            # calls, so a run of thousands of writes to one tool costs an answer what a short run does.
+            last = self.view.last_call(tool)
+            if last is not None and self.view.last_call(tool, succeeded=True) is not None:
+                missing = self._unbacked(claim, self.view._attempts(tool))
                 if missing:
                     findings.append(
                         Finding(
@@ -875,10 +876,10 @@ class Run:
                         )
                     )
                 continue
-            if self._unbacked(claim, []) == set():
+            if self._unbacked(claim, None) == set():
                 continue  # a tool's output already shows it done ("status": "refunded" for that order)
-            if calls and calls[-1].failed:
-                c = calls[-1]
+            if last is not None and last.failed:
+                c = last
                 findings.append(
                     Finding(
                         "claims",
@@ -900,21 +901,21 @@ class Run:
                 )
         return findings
 
-    def _unbacked(self, claim: Claim, done: Sequence[ToolCall]) -> set[str] | None:
+    def _unbacked(self, claim: Claim, attempts: Sequence[ToolCall] | None) -> set[str] | None:
         """What a claim names that no successful call of its tool was about: empty when every amount and
-        known entity it names is in some successful call's arguments or result. With no such call, a
-        claim that reports a state is backed by an output showing it (a lookup with status "refunded"
-        for that order). None: nothing backs it."""
+        known entity it names is in some successful call's arguments or result. `attempts`: the tool's
+        calls, oldest first, or None when none succeeded; then a claim that reports a state is backed
+        by an output showing it (a lookup with status "refunded" for that order). None: nothing backs it."""
         named = set(claim.amounts) | {n for n in claim.names if self.view._seen(n)}
         if claim.state and named:
             # Only results that showed a named entity can show its state: those are looked up (the
             # entity with the fewest), not found by walking every call, so an answer late in a long run
-            # costs what it costs early. Without a name (only amounts), every call is looked at. A name
-            # a result shows only inside a long text (over 200 characters) or glued to other signs
-            # ("A1/2") is not indexed: such a record no longer backs the claim, which is then held as
-            # unsupported (the safe side).
+            # costs what it costs early. Without a name (only amounts), every call is looked at, newest
+            # first. A name a result shows only inside a long text (over 200 characters) or glued to
+            # other signs ("A1/2") is not indexed: such a record no longer backs the claim, which is
+            # then held as unsupported (the safe side).
             names = [n for n in named if name_like(n)]
-            pool = min((self.view._calls_showing(n) for n in names), key=len) if names else self.view.calls()
+            pool = min((self.view._calls_showing(n) for n in names), key=len) if names else self.view._calls
             for c in reversed(pool):
                 if not c.ran:
                     continue
@@ -923,10 +924,12 @@ class Run:
                     if claim.word in shown and named <= shown:
                         return set()
         best: set[str] | None = None
-        if done:
+        if attempts is not None:
             # Each named value by some successful call: "refunded A1 and A2" may be two refunds.
             best = set(named)
-            for c in done:
+            for c in reversed(attempts):
+                if not (c.ran and c.succeeded):
+                    continue
                 best -= _values_of(c.args) | _values_of(c.output)
                 if not best:
                     return best

@@ -217,15 +217,16 @@ class RunView:
         self, tool: str | Sequence[str] | None = None, *, include_blocked: bool = False
     ) -> list[ToolCall]:
         """Earlier calls that ran (or every attempt with `include_blocked`), oldest first."""
-        if tool is None:
-            pool = self._calls
-        else:
-            names = self._tools_named(as_patterns(tool))
-            if len(names) == 1:
-                pool = self._by_tool[names[0]]
-            else:
-                pool = sorted((c for t in names for c in self._by_tool[t]), key=_step)
+        pool = self._calls if tool is None else self._attempts(tool)
         return [c for c in pool if include_blocked or c.ran]
+
+    def _attempts(self, tool: str | Sequence[str]) -> list[ToolCall]:
+        """Every attempt at these tools, oldest first: the view's own list when there is one tool, not a
+        copy, so a check that stops at the latest call does not pay for a tool's whole history."""
+        names = self._tools_named(as_patterns(tool))
+        if len(names) == 1:
+            return self._by_tool[names[0]]
+        return sorted((c for t in names for c in self._by_tool[t]), key=_step)
 
     def _tools_named(self, pats: tuple[str, ...]) -> list[str]:
         """The tools called so far that these names or globs match. A plain name is looked up, not
