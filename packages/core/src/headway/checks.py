@@ -341,6 +341,8 @@ class _RequiresPrior(_Check):
                     last = view.last_call(hit[1], succeeded=True)
                     if last is not None:
                         prior = [last]
+        elif view.last_call(self.tools, succeeded=True) is not None:
+            return None  # any earlier call will do: the latest success, found without copying them all
         else:
             prior = view.calls(self.tools)
         if any(c.succeeded for c in prior):
