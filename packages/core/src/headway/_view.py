@@ -246,12 +246,9 @@ class RunView:
         return hit if isinstance(hit, list) else [hit]
 
     def last_call(self, tool: str | Sequence[str], *, succeeded: bool = False) -> ToolCall | None:
-        pats = as_patterns(tool)
         best: ToolCall | None = None
-        for name, calls in self._by_tool.items():
-            if not any_match(pats, name):
-                continue
-            for c in reversed(calls):
+        for name in self._tools_named(as_patterns(tool)):  # a plain name is looked up, not matched
+            for c in reversed(self._by_tool[name]):
                 if c.ran and (c.succeeded or not succeeded):
                     if best is None or c.step > best.step:
                         best = c
