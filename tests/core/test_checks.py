@@ -407,6 +407,21 @@ def test_grounded_by_the_users_words() -> None:
     assert run.tool_call("refund", REFUND, call_id="c1").action == "allow"
 
 
+def test_a_phrase_the_user_said_long_ago_still_grounds_an_argument() -> None:
+    # The user's words are kept in chunks (a message copies one chunk, not the whole conversation): a
+    # phrase from the first message grounds an argument after tens of kilobytes of later messages, and
+    # one the user never said does not.
+    run = _grounded_run("item")
+    run.user("Please send the blue desk lamp.")
+    for i in range(600):
+        run.user(f"message {i}: " + "and some more words about nothing in particular " * 2)
+    assert len(run.view._user_text) > 1
+    assert run.tool_call("refund", {"item": "blue desk lamp"}, call_id="c1").action == "allow"
+    assert run.tool_call("refund", {"item": "red desk lamp"}, call_id="c2").action == "clarify"
+    run.user("or the green desk lamp")
+    assert run.tool_call("refund", {"item": "green desk lamp"}, call_id="c3").action == "allow"
+
+
 def test_ungrounded_amount_asks_the_user() -> None:
     run = _grounded_run("order_id", "amount")
     run.user("Please refund order A1")

@@ -46,6 +46,7 @@ _HEDGE_RE = re.compile(
 
 _step = attrgetter("step")
 _MAX_TOOL_BITS = 256  # tools past this many share a bit: matching by glob stays correct, only coarser
+_USER_CHUNK = 16_384  # characters of user text per chunk (see RunView._user_text)
 
 
 def name_like(key: str) -> bool:
@@ -170,7 +171,9 @@ class RunView:
         # Conversation order of texts: (seq, "user"|"agent", normalised text). Only the tail is consulted.
         self._dialogue: list[tuple[int, str, str]] = []
         self._confirmation_memo: tuple[int, tuple[str, str] | None] | None = None
-        self._user_text = ""
+        # What the user said, normalised, for phrase lookups: messages joined in chunks of at most
+        # _USER_CHUNK characters, so a message copies one chunk, not the whole conversation.
+        self._user_text: list[str] = []
         self._user_keys: set[str] = set()
         self._calls: list[ToolCall] = []
         self._by_id: dict[str, ToolCall] = {}
@@ -281,7 +284,10 @@ class RunView:
     def user_said(self, value: Any) -> bool:
         """Whether the user's own words contain this value (normalised; numbers by value)."""
         k = norm(value)
-        return k is not None and (k in self._user_keys or mentions(self._user_text, k))
+        return k is not None and (k in self._user_keys or self._user_mentions(k))
+
+    def _user_mentions(self, key: str) -> bool:
+        return any(mentions(chunk, key) for chunk in self._user_text)
 
     def seen_in_outputs(self, value: Any, tools: Sequence[str] | None = None) -> bool:
         """Whether a tool output (of these tools, if given) contained this value."""
@@ -297,7 +303,7 @@ class RunView:
     def only_flagged(self, value: Any) -> list[int] | None:
         """Steps of flagged results a value came from, when no clean source (user or tool) showed it."""
         k = norm(value)
-        if k is None or k not in self._values or k in self._user_keys or mentions(self._user_text, k):
+        if k is None or k not in self._values or k in self._user_keys or self._user_mentions(k):
             return None
         if self._values[k] & _CLEAN_BITS:
             return None
@@ -367,7 +373,11 @@ class RunView:
         self.user_messages.append(text)
         n = norm_text(text)
         self._dialogue.append((seq, "answer" if answer else "user", n))
-        self._user_text = f"{self._user_text}\n{n}" if self._user_text else n
+        chunks = self._user_text
+        if chunks and len(chunks[-1]) + len(n) < _USER_CHUNK:
+            chunks[-1] = f"{chunks[-1]}\n{n}"
+        else:
+            chunks.append(n)
         self._user_keys |= text_keys(text)
         self._trim_dialogue()
 
