@@ -248,6 +248,11 @@ def gate_action(
     return action, score, deciding
 
 
+def _plain_allow(call: ToolCall, stage: Stage) -> Decision:
+    """The allow `Run._keep` drops rather than keeps, rebuilt when a call's decision is asked for."""
+    return Decision("allow", "", (), 0.0, call.tool, call.call_id, None, stage)
+
+
 class Run:
     """The verification state of one agent run. Get one from `Guard.start_run`; runs share nothing."""
 
@@ -659,8 +664,8 @@ class Run:
 
     def _keep(self, kept: dict[str, Decision], call: ToolCall, d: Decision, stage: Stage) -> None:
         """Keep a decision on `call` (in `_decided`) or on its result (in `_results`). A plain allow is
-        dropped instead and rebuilt when asked for: it holds nothing but the call's tool and id, and
-        keeping two per call cost a long run about 2.5 MB per 10,000 calls."""
+        dropped instead and rebuilt when asked for (`_plain_allow`): it holds nothing but the call's tool
+        and id, and keeping two per call cost a long run about 2.5 MB per 10,000 calls."""
         if (
             d.action == "allow"
             and d.stage == stage
@@ -679,14 +684,14 @@ class Run:
     def _call_decision(self, call: ToolCall) -> Decision | None:
         d = self._decided.get(call.call_id)
         if d is None and call.action == "allow":
-            return Decision("allow", "", (), 0.0, call.tool, call.call_id, None, "call")
+            return _plain_allow(call, "call")
         return d
 
     def _result_decision(self, call: ToolCall) -> Decision | None:
         if not call.done:
             return None
         d = self._results.get(call.call_id)
-        return Decision("allow", "", (), 0.0, call.tool, call.call_id, None, "result") if d is None else d
+        return _plain_allow(call, "result") if d is None else d
 
     # ---- deciding -------------------------------------------------------------------------------------
 
