@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import HeadwayError
-from ._store import SCHEMA_VERSION, TraceFormatError, TraceStore, is_postgres_dsn
+from ._store import SCHEMA_VERSION, TraceFormatError, TraceStore, is_postgres_dsn, is_postgres_url
 from ._types import ACTIONS, KINDS, SEVERITIES, SEVERITY_WEIGHT
 from .traces import _is_jsonl, validate_event
 
@@ -230,7 +230,7 @@ _KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)")
 
 def redact_dsn(dsn: str) -> str:
     """The DSN to show in labels and messages: its password, wherever libpq would read it from, as ***."""
-    if not dsn.startswith(("postgresql://", "postgres://")):
+    if not is_postgres_url(dsn):
         return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
     parts = urllib.parse.urlsplit(dsn)
     if parts.password is not None:

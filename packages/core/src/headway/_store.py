@@ -53,10 +53,15 @@ class TraceFormatError(ValueError):
 _KEYWORD_DSN = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service)\s*=")
 
 
+def is_postgres_url(target: str) -> bool:
+    """Whether a store argument is a `postgresql://` (or `postgres://`) URL."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
 def is_postgres_dsn(target: str) -> bool:
-    """Whether a store argument names a PostgreSQL database rather than a file: a `postgresql://` (or
-    `postgres://`) URL, or libpq's keyword form (`host=... dbname=...`)."""
-    return target.startswith(("postgresql://", "postgres://")) or _KEYWORD_DSN.match(target) is not None
+    """Whether a store argument names a PostgreSQL database rather than a file: a URL
+    (`is_postgres_url`), or libpq's keyword form (`host=... dbname=...`)."""
+    return is_postgres_url(target) or _KEYWORD_DSN.match(target) is not None
 
 
 @dataclass(frozen=True, slots=True)
