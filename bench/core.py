@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import build
-from headway import Guard, Identity, Milestone, Policy, Run, Tool, checks
+from headway import Decision, Guard, Identity, Milestone, Policy, Run, Tool, checks
 
 
 def bench_policy() -> Policy:
@@ -124,23 +124,24 @@ def answer_flatness(
 ) -> tuple[float, float]:
     """Best µs of checking a final answer's claims at step ~10 and after `steps` read pairs: a
     conversation answers many times, and each answer must not rescan the run."""
-
-    def best(run: Run) -> float:
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter_ns()
-            run.model(answer, final=True)
-            times.append(time.perf_counter_ns() - t)
-        return min(times) / 1000
-
     run = guard.start_run(f"answers-{answer[:12]}")
     _prime(run)
-    early = best(run)
+    early, _ = _best_answer(run, answer, repeats)
     for i in range(steps):
         read_pair(run, i + 1)
-    late = best(run)
+    late, _ = _best_answer(run, answer, repeats)
     run.end()
     return early, late
+
+
+def _best_answer(run: Run, answer: str, repeats: int) -> tuple[float, Decision]:
+    """Best µs of `repeats` checks of a final answer, and the decision on it."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter_ns()
+        d = run.model(answer, final=True)
+        times.append(time.perf_counter_ns() - t)
+    return min(times) / 1000, d
 
 
 def written_answer_flatness(guard: Guard, steps: int, repeats: int = 20) -> tuple[float, float]:
@@ -149,15 +150,10 @@ def written_answer_flatness(guard: Guard, steps: int, repeats: int = 20) -> tupl
     not walk every earlier one."""
 
     def best(run: Run, n: int) -> float:
-        answer = f"I have issued a credit of ${n} for order O0."
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter_ns()
-            d = run.model(answer, final=True)
-            times.append(time.perf_counter_ns() - t)
+        us, d = _best_answer(run, f"I have issued a credit of ${n} for order O0.", repeats)
         if d.action != "allow":
             raise SystemExit(f"benchmark answer was not allowed: {d.action} {d.reason}")
-        return min(times) / 1000
+        return us
 
     run = guard.start_run("answers-after-writes")
     _prime(run)
